@@ -1,0 +1,150 @@
+"""The normalized project model that both index formats are parsed into and rendered from.
+
+Pure data: no I/O. Everything an upstream states about a project or a file has a field here,
+so that HTML -> model -> JSON (and back) loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+# Versions of the Simple API. 1.1 (PEP 700) made `versions` and `files[].size` mandatory in
+# JSON; 1.2 (tracks), 1.3 (provenance) and 1.4 (status) only added optional keys.
+API_VERSION_BASE = "1.0"
+API_VERSION_FULL = "1.4"
+
+# Hash names we prefer for the HTML URL fragment, strongest first.
+FRAGMENT_HASHES = ("sha256", "sha384", "sha512", "sha224", "blake2b", "sha3_256", "sha1", "md5")
+
+
+@dataclass(frozen=True, slots=True)
+class File:
+    """One distribution file as an index describes it."""
+
+    filename: str
+    url: str  # absolute URL of the file at its source
+    hashes: Mapping[str, str] = field(default_factory=dict)  # lowercase name -> lowercase hex
+    requires_python: str | None = None
+    yanked: bool | str = False  # False, True, or the reason (a non-empty string)
+    core_metadata: bool | Mapping[str, str] | None = None  # None: the source did not say
+    gpg_sig: bool | None = None
+    size: int | None = None
+    upload_time: str | None = None  # ISO 8601 UTC, as the source gave it
+    provenance: str | None = None  # absolute URL of the PEP 740 provenance object
+
+    @property
+    def sha256(self) -> str | None:
+        return self.hashes.get("sha256")
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """A project page: the files of one project plus the page-level metadata."""
+
+    name: str  # normalized
+    files: tuple[File, ...] = ()
+    versions: tuple[str, ...] | None = None  # None: the source did not list them
+    status: str | None = None  # PEP 792 project status marker
+    status_reason: str | None = None
+    tracks: tuple[str, ...] = ()  # PEP 708
+    alternate_locations: tuple[str, ...] = ()  # PEP 708
+
+    def file(self, filename: str) -> File | None:
+        for f in self.files:
+            if f.filename == filename:
+                return f
+        return None
+
+    def all_versions(self) -> tuple[str, ...]:
+        """The versions the source listed plus every version named by a file, without duplicates."""
+        seen: dict[str, None] = dict.fromkeys(self.versions or ())
+        for f in self.files:
+            v = file_version(f.filename)
+            if v is not None:
+                seen.setdefault(v, None)
+        return tuple(seen)
+
+    def api_version(self) -> str:
+        """The highest API version whose mandatory keys this page really has."""
+        if all(f.size is not None for f in self.files):
+            return API_VERSION_FULL
+        return API_VERSION_BASE
+
+
+def normalize(name: str) -> str:
+    return canonicalize_name(name)
+
+
+def file_version(filename: str) -> str | None:
+    """The version a wheel or sdist filename names, or None for other or invalid names."""
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        if filename.endswith((".tar.gz", ".zip")):
+            return str(parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename):
+        return None
+    return None
+
+
+def fragment_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
+    """The (name, hex) pair to put in an HTML link's URL fragment."""
+    for name in FRAGMENT_HASHES:
+        if name in hashes:
+            return name, hashes[name]
+    return None
+
+
+def valid_hashes(hashes: Mapping[object, object]) -> dict[str, str]:
+    """Keep only hashes whose name hashlib knows and whose value is hex of the right length."""
+    out: dict[str, str] = {}
+    for name, value in hashes.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            continue
+        name, value = name.lower(), value.lower()
+        try:
+            digest_size = hashlib.new(name).digest_size
+        except (ValueError, TypeError):
+            continue
+        if len(value) == 2 * digest_size and all(c in "0123456789abcdef" for c in value):
+            out[name] = value
+    return out
+
+
+def dedupe_files(files: list[File] | tuple[File, ...]) -> tuple[File, ...]:
+    """Drop repeated filenames, keeping the first (the highest-priority) occurrence."""
+    seen: set[str] = set()
+    out = []
+    for f in files:
+        if f.filename not in seen:
+            seen.add(f.filename)
+            out.append(f)
+    return tuple(out)
+
+
+__all__ = [
+    "API_VERSION_BASE",
+    "API_VERSION_FULL",
+    "File",
+    "Project",
+    "dedupe_files",
+    "file_version",
+    "fragment_hash",
+    "normalize",
+    "replace",
+    "valid_hashes",
+]

@@ -1,0 +1,117 @@
+"""Content negotiation for the Simple API (PEP 691): which representation a request gets.
+
+Pure: takes the Accept header and the optional ?format= value, returns a Representation or None
+(406). Malformed Accept parts are ignored, never an error.
+"""
+
+from __future__ import annotations
+
+import enum
+
+JSON_V1 = "application/vnd.pypi.simple.v1+json"
+HTML_V1 = "application/vnd.pypi.simple.v1+html"
+JSON_LATEST = "application/vnd.pypi.simple.latest+json"
+HTML_LATEST = "application/vnd.pypi.simple.latest+html"
+TEXT_HTML = "text/html"
+
+
+class Representation(enum.Enum):
+    """What we send: the body format and the Content-Type it goes out with."""
+
+    JSON = JSON_V1
+    HTML = HTML_V1
+    TEXT = TEXT_HTML
+
+    @property
+    def is_json(self) -> bool:
+        return self is Representation.JSON
+
+    @property
+    def content_type(self) -> str:
+        # The charset makes the HTML types unambiguous for browsers and old clients.
+        return self.value if self.is_json else f"{self.value}; charset=utf-8"
+
+
+# Every media type we answer, and what it maps to. `latest` is answered with v1 (PEP 691).
+SERVED: dict[str, Representation] = {
+    JSON_V1: Representation.JSON,
+    JSON_LATEST: Representation.JSON,
+    HTML_V1: Representation.HTML,
+    HTML_LATEST: Representation.HTML,
+    TEXT_HTML: Representation.TEXT,
+}
+
+# Among equally acceptable types named explicitly or by `type/*`, JSON wins; a bare `*/*`
+# (or no Accept at all) means a legacy client, which gets text/html.
+_PREFERENCE = (JSON_V1, JSON_LATEST, HTML_V1, HTML_LATEST, TEXT_HTML)
+_WILDCARD_RANK = {TEXT_HTML: 0, JSON_V1: 1, HTML_V1: 2}
+
+NOT_ACCEPTABLE_BODY = (
+    "406 Not Acceptable: this index serves " + ", ".join(_PREFERENCE) + "\n"
+).encode()
+
+
+def parse_accept(header: str) -> list[tuple[str, str, float]]:
+    """Split an Accept header into (type, subtype, q) triples, skipping malformed parts."""
+    ranges = []
+    for part in header.split(","):
+        media, *params = part.split(";")
+        media = media.strip().lower()
+        type_, sep, subtype = media.partition("/")
+        if not sep or not type_ or not subtype or (type_ == "*" and subtype != "*"):
+            continue
+        q = 1.0
+        bad = False
+        for param in params:
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    bad = True
+                    break
+                if not 0.0 <= q <= 1.0 or q != q:  # reject out-of-range and NaN
+                    bad = True
+                    break
+        if not bad:
+            ranges.append((type_, subtype, q))
+    return ranges
+
+
+def _quality(media_type: str, ranges: list[tuple[str, str, float]]) -> tuple[float, int]:
+    """The q the most specific matching range gives media_type, and that range's specificity."""
+    type_, _, subtype = media_type.partition("/")
+    best: tuple[float, int] = (0.0, -1)
+    for rtype, rsub, q in ranges:
+        if rtype == type_ and rsub == subtype:
+            spec = 2
+        elif rtype == type_ and rsub == "*":
+            spec = 1
+        elif rtype == "*":
+            spec = 0
+        else:
+            continue
+        if spec > best[1] or (spec == best[1] and q > best[0]):
+            best = (q, spec)
+    return best
+
+
+def negotiate(accept: str | None, format_param: str | None = None) -> Representation | None:
+    """The representation to send, or None when nothing acceptable is served (406)."""
+    if format_param is not None:
+        return SERVED.get(format_param.strip().lower())
+    if accept is None or not accept.strip():
+        return Representation.TEXT
+    ranges = parse_accept(accept)
+    if not ranges:
+        return Representation.TEXT  # nothing parseable: treat like a missing header
+    best_type, best_key = None, (0.0, -1, 0)
+    for order, media_type in enumerate(_PREFERENCE):
+        q, spec = _quality(media_type, ranges)
+        if q <= 0.0:
+            continue
+        rank = _WILDCARD_RANK.get(media_type, 9) if spec == 0 else order
+        key = (q, spec, -rank)
+        if key > best_key:
+            best_type, best_key = media_type, key
+    return SERVED[best_type] if best_type else None

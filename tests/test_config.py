@@ -1,0 +1,103 @@
+"""Settings: precedence, parsing, and one clear line per mistake."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tidegate.config import ConfigError, build, load, parse_duration, parse_size
+from tidegate.passwords import hash_password, verify_password
+
+EXAMPLE = Path(__file__).parent.parent / "config" / "tidegate.toml"
+
+
+def test_example_config_loads_and_documents_every_setting():
+    settings = load(str(EXAMPLE), {}, {})
+    assert settings.upstreams[0].url == "https://pypi.org/simple/"
+    text = EXAMPLE.read_text()
+    for key in ("host", "port", "workers", "data_dir", "offline", "max_age", "files_max_size",
+                "memory_cache", "max_page_size", "ca_bundle", "log_level", "merge", "upstreams", "users",
+                "ttl", "cooldown", "timeout", "retries", "max_connections", "username", "password", "upload"):
+        assert key in text, key
+
+
+def test_precedence_flags_over_env_over_file(tmp_path):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('port = 1000\nhost = "0.0.0.0"\noffline = true\nupstreams = ["http://file.example/simple"]\n')
+    env = {"TIDEGATE_PORT": "2000", "TIDEGATE_UPSTREAM": "http://env1.example/simple/ http://env2.example/"}
+    s = load(str(cfg), env, {"port": 3000})
+    assert s.port == 3000
+    assert s.host == "0.0.0.0"
+    assert s.offline is True
+    assert [u.url for u in s.upstreams] == ["http://env1.example/simple/", "http://env2.example/"]
+    s = load(str(cfg), {}, {"upstreams": ["http://flag.example/simple/"]})
+    assert [u.url for u in s.upstreams] == ["http://flag.example/simple/"]
+    assert load(str(cfg), env, {}).port == 2000
+
+
+def test_defaults():
+    s = build({})
+    assert s.upstreams[0].url == "https://pypi.org/simple/"
+    assert s.max_age == 600 and not s.offline
+
+
+@pytest.mark.parametrize(
+    "layer, key",
+    [
+        ({"port": "abc"}, "port"),
+        ({"port": 70000}, "port"),
+        ({"offline": "maybe"}, "offline"),
+        ({"upstreams": ["ftp://x/"]}, "upstreams[0].url"),
+        ({"upstreams": [{"url": "http://a/", "cooldown": "soon"}]}, "upstreams[0].cooldown"),
+        ({"upstreams": [{"url": "http://a/", "colour": "red"}]}, "upstreams[0].colour"),
+        ({"upstreams": [{"name": "x"}]}, "upstreams[0].url"),
+        ({"files_max_size": "lots"}, "files_max_size"),
+        ({"frobnicate": 1}, "frobnicate"),
+        ({"users": [{"name": "a"}]}, "users[0].password"),
+        ({"users": [{"name": "a:b", "password": "x"}]}, "users[0].name"),
+        ({"users": [{"name": "a", "password": "x", "upload": [3]}]}, "users[0].upload"),
+        ({"users": [{"name": "a", "password": "pbkdf2_sha256$bad"}]}, "users[0].password"),
+        ({"users": [{"name": "a", "password": "x"}, {"name": "a", "password": "y"}]}, "users"),
+        ({"upstreams": ["http://a.example/", "http://a.example/other/"]}, "upstreams"),
+    ],
+)
+def test_errors_name_the_key(layer, key):
+    with pytest.raises(ConfigError) as info:
+        build(layer)
+    assert info.value.key == key
+    assert "\n" not in str(info.value)
+
+
+def test_durations_and_sizes():
+    assert parse_duration("k", "1h30m") == 5400
+    assert parse_duration("k", "3d") == 259200
+    assert parse_duration("k", 12) == 12
+    assert parse_size("k", "20GiB") == 20 * 1024**3
+    assert parse_size("k", "20GB") == 20 * 1000**3
+    assert parse_size("k", "512MiB") == 512 * 1024**2
+
+
+def test_users_and_passwords():
+    hashed = hash_password("s3cret", iterations=1000)
+    s = build({"users": [{"name": "ci", "password": hashed, "upload": ["acme-*", "Tools"]}]})
+    user = s.users[0]
+    assert verify_password("s3cret", user.password) and not verify_password("nope", user.password)
+    assert verify_password("plain", "plain") and not verify_password("plain", "other")
+    assert user.may_upload("acme-core") and user.may_upload("tools") and not user.may_upload("numpy")
+
+
+def test_cli_bad_setting_exits_2_with_one_line(tmp_path):
+    env = {**os.environ, "TIDEGATE_PORT": "not-a-port"}
+    proc = subprocess.run([sys.executable, "-m", "tidegate", "serve", "--data-dir", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "port" in proc.stderr
+
+
+def test_cli_help_documents_flags():
+    out = subprocess.run([sys.executable, "-m", "tidegate", "serve", "--help"], capture_output=True, text=True, timeout=60).stdout
+    for flag in ("--config", "--host", "--port", "--data-dir", "--upstream", "--offline", "--workers"):
+        assert flag in out
