@@ -60,7 +60,7 @@ def test_defaults():
         ({"users": [{"name": "a", "password": "x", "upload": [3]}]}, "users[0].upload"),
         ({"users": [{"name": "a", "password": "pbkdf2_sha256$bad"}]}, "users[0].password"),
         ({"users": [{"name": "a", "password": "x"}, {"name": "a", "password": "y"}]}, "users"),
-        ({"upstreams": ["http://a.example/", "http://a.example/other/"]}, "upstreams"),
+        ({"upstreams": ["http://a.example/", "http://a.example"]}, "upstreams"),
     ],
 )
 def test_errors_name_the_key(layer, key):

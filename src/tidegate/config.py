@@ -206,7 +206,7 @@ def _upstream(key: str, raw: Any, index: int) -> Upstream:
     url = parse_url(f"{key}.url", raw["url"])
     return Upstream(
         url=url,
-        name=parse_str(f"{key}.name", raw["name"]) if "name" in raw else urlsplit(url).hostname or f"upstream{index}",
+        name=parse_str(f"{key}.name", raw["name"]) if "name" in raw else _default_name(url),
         ttl=parse_duration(f"{key}.ttl", raw.get("ttl", 600)),
         cooldown=parse_duration(f"{key}.cooldown", raw.get("cooldown", 0)),
         username=parse_str(f"{key}.username", raw["username"]) if "username" in raw else None,
@@ -215,6 +215,13 @@ def _upstream(key: str, raw: Any, index: int) -> Upstream:
         retries=parse_int(f"{key}.retries", raw.get("retries", 2), low=0, high=10),
         max_connections=parse_int(f"{key}.max_connections", raw.get("max_connections", 32), low=1, high=1024),
     )
+
+
+def _default_name(url: str) -> str:
+    """host[:port]/path of an upstream URL, without credentials: readable in logs, and unique."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.hostname}{port}{parts.path.rstrip('/')}"
 
 
 def _user(key: str, raw: Any) -> User:
@@ -276,7 +283,7 @@ def build(*layers: Mapping[str, Any]) -> Settings:
     upstreams = tuple(_upstream(f"upstreams[{i}]", raw, i) for i, raw in enumerate(raw_upstreams))
     names = [u.name for u in upstreams]
     if len(set(names)) != len(names):
-        raise ConfigError("upstreams", "two upstreams have the same name; give each a distinct `name`")
+        raise ConfigError("upstreams", "the same upstream is listed twice, or two share a `name`")
     merge = tuple(str(p).lower() for p in parse_list("merge", merged.get("merge", [])))
     users = tuple(_user(f"users[{i}]", raw) for i, raw in enumerate(parse_list("users", merged.get("users", []))))
     if len({u.name for u in users}) != len(users):

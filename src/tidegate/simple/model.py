@@ -7,6 +7,7 @@ so that HTML -> model -> JSON (and back) loses nothing.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
@@ -85,8 +86,16 @@ class Project:
         return API_VERSION_BASE
 
 
+_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+
+
 def normalize(name: str) -> str:
     return canonicalize_name(name)
+
+
+def is_valid_name(name: str) -> bool:
+    """A project name as the core metadata specification allows it (before normalization)."""
+    return len(name) <= 200 and _VALID_NAME.match(name) is not None
 
 
 def file_version(filename: str) -> str | None:
@@ -144,6 +153,7 @@ __all__ = [
     "dedupe_files",
     "file_version",
     "fragment_hash",
+    "is_valid_name",
     "normalize",
     "replace",
     "valid_hashes",

@@ -99,7 +99,8 @@ def _quality(media_type: str, ranges: list[tuple[str, str, float]]) -> tuple[flo
 def negotiate(accept: str | None, format_param: str | None = None) -> Representation | None:
     """The representation to send, or None when nothing acceptable is served (406)."""
     if format_param is not None:
-        return SERVED.get(format_param.strip().lower())
+        # An unescaped "+" in a query string arrives as a space; no served type has spaces.
+        return SERVED.get(format_param.strip().lower().replace(" ", "+"))
     if accept is None or not accept.strip():
         return Representation.TEXT
     ranges = parse_accept(accept)

@@ -1,0 +1,178 @@
+"""Downloading a file from an upstream once, while any number of clients stream it.
+
+One Download per blob key and process. It writes the upstream body to a temp file; readers
+follow that file as it grows. A reader never receives the last byte until the whole file has been
+verified against the upstream's size and hashes and committed, so a client can only ever see a
+complete, verified file or a transfer that fails (short of its Content-Length).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import AsyncIterator
+
+import aiofiles
+import aiohttp
+
+from ..simple.model import File
+from ..upstream.client import UpstreamClient, UpstreamError
+from .blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+CHUNK = 256 * 1024
+
+
+class DownloadFailed(Exception):
+    pass
+
+
+def blob_key(file: File) -> str:
+    """Files are addressed by their sha256; one the upstream gave no sha256 for, by its URL."""
+    if file.sha256:
+        return file.sha256
+    return "url-" + hashlib.sha256(file.url.encode()).hexdigest()
+
+
+def hashers_for(file: File) -> dict[str, "hashlib._Hash"]:
+    hashers = {}
+    for name in file.hashes:
+        try:
+            hashers[name] = hashlib.new(name)
+        except ValueError:
+            continue
+    return hashers
+
+
+class Download:
+    def __init__(self, key: str, file: File, temp: Path) -> None:
+        self.key = key
+        self.file = file
+        self.temp = temp
+        self.size: int | None = file.size
+        self.written = 0
+        self.started = asyncio.Event()  # the temp file exists and size is known (or never will be)
+        self.result: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self._progress = asyncio.Event()
+
+    def _notify(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    async def run(self, client: UpstreamClient, blobs: BlobStore) -> None:
+        try:
+            path = await self._fetch(client, blobs)
+        except asyncio.CancelledError:  # shutting down
+            self.temp.unlink(missing_ok=True)
+            self.result.cancel()
+            raise
+        except Exception as exc:  # any failure: nothing is committed, readers fail
+            self.temp.unlink(missing_ok=True)
+            message = str(exc) if isinstance(exc, (UpstreamError, DownloadFailed)) else f"{type(exc).__name__}: {exc}"
+            log.warning("download of %s failed: %s", self.file.filename, message)
+            self.result.set_exception(DownloadFailed(message))
+            self.result.exception()  # mark retrieved: a download nobody waits for is not an error
+        else:
+            self.result.set_result(path)
+        finally:
+            self.started.set()
+            self._notify()
+
+    async def _fetch(self, client: UpstreamClient, blobs: BlobStore) -> Path:
+        response = await client.open(self.file.url)
+        try:
+            if response.status != 200:
+                raise DownloadFailed(f"{client.name} answered {response.status} for {self.file.filename}")
+            if response.headers.get("Content-Encoding", "identity") not in ("identity", ""):
+                # aiohttp decodes it for us; the declared length is then not the file's length.
+                length = None
+            else:
+                length = response.content_length
+            if self.size is not None and length is not None and length != self.size:
+                raise DownloadFailed(f"{self.file.filename}: upstream sent {length} bytes, its index says {self.size}")
+            self.size = self.size if self.size is not None else length
+            hashers = hashers_for(self.file)
+            sha256 = hashers.setdefault("sha256", hashlib.sha256())
+            # aiofiles: writes go through a thread, so a slow disk never stalls the event loop.
+            async with aiofiles.open(self.temp, "wb") as out:
+                self.started.set()
+                try:
+                    async for chunk in response.content.iter_chunked(CHUNK):
+                        await out.write(chunk)
+                        for h in hashers.values():
+                            h.update(chunk)
+                        self.written += len(chunk)
+                        if self.size is not None and self.written > self.size:
+                            raise DownloadFailed(f"{self.file.filename}: upstream sent more than {self.size} bytes")
+                        self._notify()
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    raise DownloadFailed(f"{self.file.filename}: download interrupted: {exc}") from exc
+                await out.flush()
+                await asyncio.to_thread(os.fsync, out.fileno())
+        finally:
+            response.release()
+        if self.size is not None and self.written != self.size:
+            raise DownloadFailed(f"{self.file.filename}: truncated: {self.written} of {self.size} bytes")
+        for name, expected in self.file.hashes.items():
+            if name in hashers and hashers[name].hexdigest() != expected:
+                raise DownloadFailed(f"{self.file.filename}: {name} mismatch, the upstream sent other bytes than its index lists")
+        self.size = self.written
+        return await asyncio.to_thread(blobs.commit, self.temp, self.key)
+
+    async def follow(self) -> AsyncIterator[bytes]:
+        """The file's bytes as they arrive; the final bytes only once the file is committed."""
+        await self.started.wait()
+        try:
+            fh = open(self.temp, "rb")
+        except FileNotFoundError:
+            # Finished before we opened it: committed (read the blob) or failed.
+            path = await self.result
+            fh = open(path, "rb")
+        with fh:
+            sent = 0
+            while True:
+                progress = self._progress
+                done = self.result.done()
+                if done and self.result.exception() is not None:
+                    raise self.result.exception()
+                limit = self.written if done else self.written - 1  # hold back until verified
+                while sent < limit:
+                    chunk = os.pread(fh.fileno(), min(CHUNK, limit - sent), sent)
+                    if not chunk:
+                        break
+                    sent += len(chunk)
+                    yield chunk
+                if done:
+                    return
+                await progress.wait()
+
+
+class Downloads:
+    """The downloads in progress in this process, one per blob key (single-flight)."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+        self._active: dict[str, Download] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    def get(self, key: str) -> Download | None:
+        return self._active.get(key)
+
+    def start(self, key: str, file: File, client: UpstreamClient) -> Download:
+        download = self._active.get(key)
+        if download is None:
+            download = Download(key, file, self._blobs.temp_path(key))
+            self._active[key] = download
+            task = asyncio.ensure_future(download.run(client, self._blobs))
+            self._tasks.add(task)
+            task.add_done_callback(lambda t, key=key: (self._active.pop(key, None), self._tasks.discard(t)))
+        return download
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

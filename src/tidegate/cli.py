@@ -1,0 +1,172 @@
+"""Command line: `tidegate serve` and `tidegate hash-password`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any, Sequence
+
+from . import __version__
+from .config import DEFAULT_PORT, ConfigError, Settings, load
+
+log = logging.getLogger("tidegate")
+
+SERVE_HELP = """\
+Start the proxy. Every setting can also come from a TOML file (--config) or a TIDEGATE_<KEY>
+environment variable (TIDEGATE_UPSTREAM takes a space- or comma-separated list); flags win over
+the environment, which wins over the file. config/tidegate.toml documents every setting.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tidegate", description="Caching proxy, mirror and staging index for Python packages.")
+    parser.add_argument("--version", action="version", version=f"tidegate {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the index server", description=SERVE_HELP)
+    serve.add_argument("--config", metavar="FILE", default=os.environ.get("TIDEGATE_CONFIG"),
+                       help="TOML settings file (default: $TIDEGATE_CONFIG, else none)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help=f"port to listen on (default {DEFAULT_PORT})")
+    serve.add_argument("--data-dir", dest="data_dir", metavar="DIR",
+                       help="where caches and uploads are stored (default ~/.local/share/tidegate)")
+    serve.add_argument("--upstream", dest="upstreams", action="append", metavar="URL",
+                       help="upstream simple index; repeat for several, first has priority "
+                            "(default https://pypi.org/simple/)")
+    serve.add_argument("--offline", action="store_const", const=True, default=None,
+                       help="never contact upstreams: serve what is cached, 404 otherwise")
+    serve.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
+    serve.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+
+    hashpw = commands.add_parser("hash-password", help="print a hashed password for a [[users]] entry")
+    hashpw.add_argument("--password", help="the password (default: prompt)")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
+    flags: dict[str, Any] = {
+        key: getattr(args, key)
+        for key in ("host", "port", "data_dir", "upstreams", "offline", "workers", "log_level")
+    }
+    return load(args.config, environ, flags)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "hash-password":
+        from .passwords import hash_password
+
+        password = args.password if args.password is not None else getpass.getpass("Password: ")
+        print(hash_password(password))
+        return 0
+    try:
+        settings = settings_from_args(args, dict(os.environ))
+    except ConfigError as exc:
+        print(f"tidegate: bad setting {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    try:
+        return serve(settings)
+    except OSError as exc:
+        print(f"tidegate: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+
+def serve(settings: Settings) -> int:
+    from .cache.blobs import BlobStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Before any worker runs: drop partial downloads a crash may have left, reconcile the index.
+    store = BlobStore(settings.data_dir / "blobs", settings.files_max_size)
+    store.recover()
+    store.close()
+    sock = _listen(settings.host, settings.port)
+    workers = settings.effective_workers()
+    host, port = sock.getsockname()[:2]
+    log.info("tidegate serving http://%s:%s/simple/ with %d worker(s), data in %s, upstreams: %s", host, port,
+             workers, settings.data_dir, ", ".join(u.url for u in settings.upstreams) or "none")
+    if settings.offline:
+        log.info("offline: upstreams are never contacted")
+    if workers == 1:
+        _run_worker(settings, sock)
+        return 0
+    return _supervise(settings, sock, workers)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _run_worker(settings: Settings, sock: socket.socket) -> None:
+    from aiohttp import web
+
+    from .app import make_app
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    web.run_app(make_app(settings), sock=sock, print=None, access_log=None, handle_signals=True)
+
+
+def _supervise(settings: Settings, sock: socket.socket, workers: int) -> int:
+    """Fork workers that share the listening socket (the kernel spreads connections across
+    them) and the on-disk caches; restart any that dies; stop them all on SIGTERM/SIGINT."""
+    children: set[int] = set()
+    stopping = False
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            try:
+                _run_worker(settings, sock)
+            finally:
+                os._exit(0)
+        children.add(pid)
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(workers):
+        spawn()
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        children.discard(pid)
+        if not stopping:
+            log.error("worker %d exited (status %d); starting another", pid, status)
+            time.sleep(0.5)
+            spawn()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,191 @@
+"""Fetching project pages, files and byte ranges from one upstream index."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import AsyncIterator
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import aiohttp
+
+from ..config import Upstream
+from ..simple.html_page import parse_project_html
+from ..simple.json_page import parse_project_json
+from ..simple.model import Project
+
+log = logging.getLogger(__name__)
+
+# JSON first, HTML as the fallback: whatever the upstream speaks, we dispatch on what it sends.
+PAGE_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+)
+USER_AGENT = "tidegate/0.1"
+RETRY_STATUSES = frozenset({500, 502, 503, 504, 429})
+
+
+class UpstreamError(Exception):
+    """The upstream could not give an answer (connection failure, timeout, 5xx, bad page)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageFound:
+    project: Project
+    validators: Validators
+
+
+class PageUnchanged:  # the upstream answered 304 to our conditional request
+    pass
+
+
+class PageMissing:  # the upstream does not have the project (404/410)
+    pass
+
+
+PageResult = PageFound | PageUnchanged | PageMissing
+
+
+def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """The system trust store, plus a corporate CA bundle when one is configured."""
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+def basic_authorization(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """Take user:password out of a URL, so that it is sent as a header and never logged."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    authorization = basic_authorization(unquote(parts.username), unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=netloc)), authorization
+
+
+class UpstreamClient:
+    def __init__(self, upstream: Upstream, session: aiohttp.ClientSession, max_page_size: int) -> None:
+        self.upstream = upstream
+        self.name = upstream.name
+        self.base_url, url_auth = split_credentials(upstream.url)
+        if upstream.username is not None:
+            self._authorization = basic_authorization(upstream.username, upstream.password or "")
+        else:
+            self._authorization = url_auth
+        self._origin = urlsplit(self.base_url)[:2]
+        self._session = session
+        self._max_page_size = max_page_size
+        self._limit = asyncio.Semaphore(upstream.max_connections)
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=upstream.timeout, sock_read=upstream.timeout)
+
+    def _headers(self, url: str, extra: dict[str, str]) -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT, **extra}
+        # Credentials go only to the upstream's own origin, never to a file host it links to.
+        if self._authorization and urlsplit(url)[:2] == self._origin:
+            headers["Authorization"] = self._authorization
+        return headers
+
+    def project_url(self, name: str) -> str:
+        return f"{self.base_url}{quote(name)}/"
+
+    async def _retrying(self, method: str, url: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """Send a request, retrying with backoff on connection errors and retryable statuses.
+        The caller must release the response."""
+        attempts = self.upstream.retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                response = await self._session.request(
+                    method, url, headers=self._headers(url, headers), timeout=self._timeout, allow_redirects=True
+                )
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                if last:
+                    raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+            else:
+                if response.status not in RETRY_STATUSES or last:
+                    return response
+                response.release()
+            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+        raise AssertionError("unreachable")
+
+    async def fetch_page(self, name: str, validators: Validators | None) -> PageResult:
+        url = self.project_url(name)
+        headers = {"Accept": PAGE_ACCEPT}
+        if validators and validators.etag:
+            headers["If-None-Match"] = validators.etag
+        if validators and validators.last_modified:
+            headers["If-Modified-Since"] = validators.last_modified
+        async with self._limit:
+            response = await self._retrying("GET", url, headers)
+            try:
+                if response.status == 304 and validators:
+                    return PageUnchanged()
+                if response.status in (404, 410):
+                    return PageMissing()
+                if response.status != 200:
+                    raise UpstreamError(f"{self.name}: {url} answered {response.status}")
+                body = await self._read_limited(response)
+                content_type = response.headers.get("Content-Type", "").lower()
+                page_url = str(response.url)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise UpstreamError(f"{self.name}: reading {url}: {type(exc).__name__}: {exc}") from exc
+            finally:
+                response.release()
+        try:
+            if "json" in content_type:
+                project = parse_project_json(body, page_url, name)
+            else:
+                project = parse_project_html(body, page_url, name)
+        except ValueError as exc:
+            raise UpstreamError(f"{self.name}: unusable page for {name}: {exc}") from exc
+        return PageFound(project, Validators(response.headers.get("ETag"), response.headers.get("Last-Modified")))
+
+    async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
+        if (response.content_length or 0) > self._max_page_size:
+            raise UpstreamError(f"{self.name}: page larger than max_page_size")
+        chunks, total = [], 0
+        async for chunk in response.content.iter_chunked(256 * 1024):
+            total += len(chunk)
+            if total > self._max_page_size:
+                raise UpstreamError(f"{self.name}: page larger than max_page_size")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def open(self, url: str, headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+        """Start a GET of a file (or part of one); the caller reads and releases the response."""
+        # identity: a file's bytes must arrive exactly as hashed, never re-encoded in transit.
+        async with self._limit:
+            return await self._retrying("GET", url, {"Accept-Encoding": "identity", **(headers or {})})
+
+    async def fetch_bytes(self, url: str, limit: int, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+        """A small GET (metadata files, byte ranges): status, headers and a body of at most limit."""
+        response = await self.open(url, headers)
+        try:
+            if (response.content_length or 0) > limit:
+                return response.status, dict(response.headers), b""
+            body = await response.content.read(limit + 1)
+            return response.status, dict(response.headers), body
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise UpstreamError(f"{self.name}: reading {url}: {exc}") from exc
+        finally:
+            response.release()
+
+
+async def iter_body(response: aiohttp.ClientResponse, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
+    async for chunk in response.content.iter_chunked(chunk_size):
+        yield chunk

@@ -1,0 +1,225 @@
+"""Files and metadata through tidegate: download once, stream, verify, commit, serve from disk."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+import aiohttp
+import pytest
+
+from support.dists import wheel_metadata
+from support.fakeindex import Fault
+
+JSON = "application/vnd.pypi.simple.v1+json"
+WHEEL = "demo_pkg-1.0-py3-none-any.whl"
+FILE_PATH = f"/files/demo-pkg/{WHEEL}"
+UPSTREAM_FILE = f"/files/{WHEEL}"
+
+
+@pytest.fixture
+async def upstream(fake_index, dists):
+    idx = await fake_index("negotiate")
+    idx.index.add(dists.wheel("demo-pkg", "1.0", padding=600_000), serve_metadata=False)
+    idx.index.add(dists.sdist("demo-pkg", "1.0"), serve_metadata=False)
+    return idx
+
+
+def blob_files(tg):
+    return [p for p in (tg.settings.data_dir / "blobs" / "files").glob("*/*")]
+
+
+def temp_files(tg):
+    return list((tg.settings.data_dir / "blobs" / "tmp").iterdir())
+
+
+async def test_download_once_then_serve_from_disk(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    expected = upstream.index.file(WHEEL).path.read_bytes()
+    for cache in ("miss", "hit", "hit"):
+        async with tg.get(FILE_PATH) as r:
+            assert r.status == 200
+            assert r.headers["X-Tidegate-Cache"] == cache
+            assert "Content-Encoding" not in r.headers
+            assert r.headers["ETag"] == f'"{hashlib.sha256(expected).hexdigest()}"'
+            assert "immutable" in r.headers["Cache-Control"]
+            assert await r.read() == expected
+    assert upstream.index.requests[UPSTREAM_FILE] == 1
+    async with tg.get(FILE_PATH, headers={"If-None-Match": f'"{hashlib.sha256(expected).hexdigest()}"'}) as r:
+        assert r.status == 304
+
+
+async def test_concurrent_downloads_make_one_upstream_request_and_stream(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    expected = upstream.index.file(WHEEL).path.read_bytes()
+    upstream.index.faults[UPSTREAM_FILE] = Fault(slow=0.002, chunk_size=16384)
+    first_byte = asyncio.get_running_loop().create_future()
+
+    async def fetch():
+        async with tg.get(FILE_PATH) as r:
+            assert r.status == 200
+            assert r.content_length == len(expected)
+            chunk = await r.content.read(1)
+            if not first_byte.done():
+                first_byte.set_result(upstream.index.requests[UPSTREAM_FILE])
+            return chunk + await r.read()
+
+    results = await asyncio.gather(*(fetch() for _ in range(10)))
+    assert all(body == expected for body in results)
+    assert upstream.index.requests[UPSTREAM_FILE] == 1
+    # The first byte arrived while the upstream was still sending (no wait for the whole file).
+    assert first_byte.result() == 1
+    assert len(blob_files(tg)) == 1 and not temp_files(tg)
+
+
+@pytest.mark.parametrize("fault", [Fault(corrupt=True), Fault(reset_after=100_000), Fault(status=500)])
+async def test_bad_download_is_never_committed_and_client_sees_failure(upstream, tidegate, fault):
+    tg = await tidegate(upstreams=[{"url": upstream.url, "retries": 0}])
+    upstream.index.faults[UPSTREAM_FILE] = fault
+    expected = upstream.index.file(WHEEL).path.read_bytes()
+    try:
+        async with tg.get(FILE_PATH) as r:
+            body = await r.read()
+            # Either an error status, or a transfer that fails; never a wrong body that looks complete.
+            assert r.status != 200 or body == expected
+            failed = r.status != 200
+    except aiohttp.ClientPayloadError:
+        failed = True
+    assert failed
+    assert not blob_files(tg) and not temp_files(tg)
+    # Once the upstream behaves, the file is downloaded and served correctly.
+    del upstream.index.faults[UPSTREAM_FILE]
+    async with tg.get(FILE_PATH) as r:
+        assert r.status == 200 and await r.read() == expected
+    assert len(blob_files(tg)) == 1
+
+
+async def test_advertised_hash_mismatch_is_refused(upstream, tidegate):
+    upstream.index.file(WHEEL).sha256 = "0" * 64
+    tg = await tidegate(upstreams=[upstream.url])
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with tg.get(FILE_PATH) as r:
+            await r.read()
+    assert not blob_files(tg)
+
+
+async def test_head_and_ranges(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    expected = upstream.index.file(WHEEL).path.read_bytes()
+    size = len(expected)
+    async with tg.head(FILE_PATH) as r:  # HEAD on an uncached file: no redirect, exact length
+        assert r.status == 200
+        assert int(r.headers["Content-Length"]) == size
+        assert r.headers["Accept-Ranges"] == "bytes"
+    for header, first, last in [("bytes=0-9", 0, 9), ("bytes=100-", 100, size - 1), ("bytes=-50", size - 50, size - 1)]:
+        async with tg.get(FILE_PATH, headers={"Range": header}) as r:
+            assert r.status == 206
+            assert r.headers["Content-Range"] == f"bytes {first}-{last}/{size}"
+            assert await r.read() == expected[first : last + 1]
+    async with tg.get(FILE_PATH, headers={"Range": f"bytes={size}-"}) as r:
+        assert r.status == 416 and r.headers["Content-Range"] == f"bytes */{size}"
+    etag = f'"{hashlib.sha256(expected).hexdigest()}"'
+    async with tg.get(FILE_PATH, headers={"Range": "bytes=0-9", "If-Range": etag}) as r:
+        assert r.status == 206
+    async with tg.get(FILE_PATH, headers={"Range": "bytes=0-9", "If-Range": '"stale"'}) as r:
+        assert r.status == 200 and await r.read() == expected
+
+
+async def test_unknown_file_is_404(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.get("/files/demo-pkg/demo_pkg-9.9-py3-none-any.whl") as r:
+        assert r.status == 404
+    async with tg.get("/files/no-such-project/x-1.0.tar.gz") as r:
+        assert r.status == 404
+
+
+async def test_eviction_keeps_the_cache_under_its_limit(fake_index, dists, tidegate):
+    idx = await fake_index("json")
+    names = [f"pkg{i}" for i in range(4)]
+    for name in names:
+        idx.index.add(dists.wheel(name, "1.0", padding=300_000))
+    tg = await tidegate(upstreams=[idx.url], files_max_size=700_000)
+    for name in names:
+        async with tg.get(f"/files/{name}/{name}-1.0-py3-none-any.whl") as r:
+            assert r.status == 200
+            await r.read()
+        await asyncio.sleep(0.05)
+    blobs = blob_files(tg)
+    assert 1 <= len(blobs) <= 2
+    assert sum(p.stat().st_size for p in blobs) <= 700_000
+    # The most recently fetched file stayed.
+    async with tg.get("/files/pkg3/pkg3-1.0-py3-none-any.whl") as r:
+        assert r.headers["X-Tidegate-Cache"] == "hit"
+
+
+async def test_files_survive_restart_and_offline_serves_them(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.get(FILE_PATH) as r:
+        body = await r.read()
+    async with tg.get(FILE_PATH + ".metadata") as r:
+        assert r.status == 200
+    await tg.stop()
+    offline = await tidegate(upstreams=[upstream.url], offline=True, data_dir=str(tg.settings.data_dir))
+    await upstream.down()
+    async with offline.get(FILE_PATH) as r:
+        assert r.status == 200 and r.headers["X-Tidegate-Cache"] == "hit" and await r.read() == body
+    async with offline.get(FILE_PATH + ".metadata") as r:
+        assert r.status == 200
+    async with offline.get("/files/demo-pkg/demo_pkg-1.0.tar.gz") as r:
+        assert r.status == 404  # on the cached page, but never downloaded
+
+
+async def test_partial_downloads_left_by_a_crash_are_removed(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    await tg.stop()
+    tmp = tg.settings.data_dir / "blobs" / "tmp"
+    (tmp / "deadbeef.123.part").write_bytes(b"half a file")
+    await tg.start()
+    assert not temp_files(tg)
+
+
+async def test_metadata_by_range_requests(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        page = json.loads(await r.read())
+    wheel = next(f for f in page["files"] if f["filename"] == WHEEL)
+    assert wheel["core-metadata"] is True  # advertised though the upstream has none
+    async with tg.get(FILE_PATH + ".metadata") as r:
+        assert r.status == 200
+        body = await r.read()
+    assert body == wheel_metadata(upstream.index.file(WHEEL).path)
+    ranged = [e for e in upstream.index.log if e.path == UPSTREAM_FILE]
+    assert ranged and all("Range" in e.headers for e in ranged) and len(ranged) <= 3
+    assert upstream.index.requests[UPSTREAM_FILE + ".metadata"] == 0
+    async with tg.get(FILE_PATH + ".metadata") as r:  # cached now
+        assert await r.read() == body
+    assert len([e for e in upstream.index.log if e.path == UPSTREAM_FILE]) == len(ranged)
+
+
+async def test_metadata_without_range_support_downloads_the_wheel_once(fake_index, dists, tidegate):
+    idx = await fake_index("html", ranges=False)
+    idx.index.add(dists.wheel("demo-pkg", "1.0", padding=100_000), serve_metadata=False)
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.get(FILE_PATH + ".metadata") as r:
+        assert r.status == 200
+        assert await r.read() == wheel_metadata(idx.index.file(WHEEL).path)
+    async with tg.get(FILE_PATH) as r:
+        assert r.headers["X-Tidegate-Cache"] == "hit"  # the whole download was kept
+
+
+async def test_upstream_metadata_file_is_used_and_verified(fake_index, dists, tidegate):
+    idx = await fake_index("json")
+    idx.index.add(dists.wheel("demo-pkg", "1.0"), serve_metadata=True)
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.get(FILE_PATH + ".metadata") as r:
+        assert r.status == 200
+        assert await r.read() == wheel_metadata(idx.index.file(WHEEL).path)
+    assert idx.index.requests[UPSTREAM_FILE + ".metadata"] == 1
+    assert idx.index.requests[UPSTREAM_FILE] == 0
+
+
+async def test_sdist_has_no_metadata_file(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.get("/files/demo-pkg/demo_pkg-1.0.tar.gz.metadata") as r:
+        assert r.status == 404

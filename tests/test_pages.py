@@ -1,0 +1,291 @@
+"""Index pages through tidegate: negotiation, Vary, caching headers, redirects, fidelity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from support.fakeindex import Fault
+
+JSON = "application/vnd.pypi.simple.v1+json"
+HTML = "application/vnd.pypi.simple.v1+html"
+PIP_ACCEPT = f"{JSON}, {HTML}; q=0.1, text/html; q=0.01"
+
+
+@pytest.fixture
+async def upstream(fake_index, dists):
+    idx = await fake_index("negotiate")
+    idx.index.add(dists.wheel("demo-pkg", "1.0"), requires_python=">=3.8", upload_time="2024-01-02T03:04:05.000000Z")
+    idx.index.add(dists.wheel("demo-pkg", "1.1"), yanked="broken <build>", upload_time="2024-02-02T03:04:05Z")
+    idx.index.add(dists.sdist("demo-pkg", "1.0"), serve_metadata=False)
+    return idx
+
+
+@pytest.mark.parametrize(
+    "accept, content_type",
+    [
+        (None, "text/html"),
+        ("*/*", "text/html"),
+        (PIP_ACCEPT, JSON),
+        ("application/vnd.pypi.simple.latest+json", JSON),
+        ("application/vnd.pypi.simple.latest+html", HTML),
+        (HTML, HTML),
+        ("text/html", "text/html"),
+        ("text/html, application/vnd.pypi.simple.v1+json", JSON),
+    ],
+)
+async def test_negotiation(upstream, tidegate, accept, content_type):
+    tg = await tidegate(upstreams=[upstream.url])
+    headers = {"Accept": accept} if accept is not None else {}
+    async with tg.get("/simple/demo-pkg/", headers=headers, skip_auto_headers=["Accept"]) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].split(";")[0] == content_type
+        assert r.headers["Vary"] == "Accept"
+        body = await r.read()
+    if content_type == JSON:
+        assert json.loads(body)["name"] == "demo-pkg"
+    else:
+        assert b"<a " in body and b"demo_pkg-1.0-py3-none-any.whl" in body
+
+
+async def test_406_lists_what_we_serve_and_varies(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": "application/xml"}) as r:
+        assert r.status == 406
+        assert r.headers["Vary"] == "Accept"
+        text = await r.text()
+        assert JSON in text and "text/html" in text
+
+
+async def test_format_parameter_overrides_accept(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.get(f"/simple/demo-pkg/?format={JSON}", headers={"Accept": "text/html"}) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == JSON
+    async with tg.get("/simple/demo-pkg/?format=application/json") as r:
+        assert r.status == 406
+
+
+async def test_etags_differ_per_representation_and_304_keeps_vary(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    tags = {}
+    for accept in (JSON, HTML, "text/html"):
+        async with tg.get("/simple/demo-pkg/", headers={"Accept": accept}) as r:
+            tags[accept] = r.headers["ETag"]
+            assert r.headers["Cache-Control"] == "public, max-age=600"
+            assert r.headers["Last-Modified"] and r.headers["Date"]
+            assert not r.headers["ETag"].startswith("W/")
+    assert len(set(tags.values())) == 3
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON, "If-None-Match": tags[JSON]}) as r:
+        assert r.status == 304 and r.headers["Vary"] == "Accept" and r.headers["ETag"] == tags[JSON]
+    # The HTML ETag does not validate the JSON representation.
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON, "If-None-Match": tags["text/html"]}) as r:
+        assert r.status == 200
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        last_modified = r.headers["Last-Modified"]
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON, "If-Modified-Since": last_modified}) as r:
+        assert r.status == 304
+
+
+async def test_redirects_and_404(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    for path in ("/simple/Demo_Pkg/", "/simple/demo.pkg/", "/simple/demo-pkg", "/simple/DEMO-PKG"):
+        async with tg.get(path) as r:
+            assert r.status == 301, path
+            assert r.headers["Location"] == "/simple/demo-pkg/"
+    async with tg.get(f"/simple/Demo_Pkg/?format={JSON}") as r:
+        assert r.headers["Location"] == f"/simple/demo-pkg/?format={JSON}"
+    async with tg.get("/simple/no-such-project/") as r:
+        assert r.status == 404 and r.headers["Vary"] == "Accept"
+    async with tg.get("/simple") as r:
+        assert r.status == 301 and r.headers["Location"] == "/simple/"
+
+
+@pytest.mark.parametrize("mode", ["html", "json", "negotiate"])
+async def test_conversion_fidelity_from_any_upstream_format(fake_index, dists, tidegate, mode):
+    idx = await fake_index(mode)
+    idx.index.add(dists.wheel("demo-pkg", "1.0"), requires_python='>=3.8,<4; "x"', upload_time="2024-01-02T03:04:05.000000Z")
+    idx.index.add(dists.wheel("demo-pkg", "1.1"), yanked="broken <build>")
+    idx.index.add(dists.sdist("demo-pkg", "1.0"), serve_metadata=False)
+    idx.index.status["demo-pkg"], idx.index.status_reason["demo-pkg"] = "deprecated", "use other-pkg"
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        page = json.loads(await r.read())
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": "text/html"}) as r:
+        html = await r.text()
+    files = {f["filename"]: f for f in page["files"]}
+    wheel, yanked = files["demo_pkg-1.0-py3-none-any.whl"], files["demo_pkg-1.1-py3-none-any.whl"]
+    sdist = files["demo_pkg-1.0.tar.gz"]
+    for f in page["files"]:
+        assert {"filename", "url", "hashes"} <= f.keys()
+        assert f["hashes"]["sha256"] == idx.index.file(f["filename"]).real_sha256()
+        assert f["url"] == f"../../files/demo-pkg/{f['filename']}"  # always through tidegate
+    assert wheel["requires-python"] == '>=3.8,<4; "x"'
+    assert yanked["yanked"] == "broken <build>"
+    assert "yanked" not in wheel
+    assert wheel["core-metadata"] and wheel["dist-info-metadata"]  # every wheel gets metadata
+    assert not sdist.get("core-metadata")  # an sdist gets one only if the upstream has it
+    assert sorted(page["versions"]) == ["1.0", "1.1"]
+    assert page["project-status"] == {"status": "deprecated", "reason": "use other-pkg"}
+    if mode != "html":  # only JSON carries sizes and upload times
+        assert wheel["size"] == idx.index.file(wheel["filename"]).path.stat().st_size
+        assert wheel["upload-time"] == "2024-01-02T03:04:05.000000Z"
+        assert page["meta"]["api-version"] == "1.4"
+    else:
+        assert page["meta"]["api-version"] == "1.0"  # honest: HTML gave no sizes
+    # HTML out: escaped attributes, sha256 fragment, both metadata attributes.
+    assert 'data-requires-python="&gt;=3.8,&lt;4; &quot;x&quot;"' in html
+    assert 'data-yanked="broken &lt;build&gt;"' in html
+    assert f"#sha256={wheel['hashes']['sha256']}" in html
+    assert 'data-core-metadata="' in html and 'data-dist-info-metadata="' in html
+    assert 'name="pypi:project-status" content="deprecated"' in html
+
+
+async def test_hostile_upstream_page_is_escaped(fake_index, tidegate):
+    idx = await fake_index("html")
+    idx.index.raw_pages["evil"] = (
+        "text/html",
+        b'<html><body><script>alert(1)</script>'
+        b'<a href="javascript:alert(1)">evil-1.0.tar.gz</a>'
+        b'<a href="/files/evil-1.0-py3-none-any.whl" data-requires-python="&quot;&gt;&lt;script&gt;x">w</a>'
+        b'<a href="/files/../../etc/passwd">passwd</a>'
+        b'<a href="/files/evil-1.0-py3-none-any.whl">dup</a>'
+        b"\xff\xfe invalid utf-8</body></html>",
+    )
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.get("/simple/evil/", headers={"Accept": "text/html"}) as r:
+        assert r.status == 200
+        html = await r.text()
+    assert "<script>" not in html and "javascript:" not in html and "etc/passwd" not in html
+    assert html.count("evil-1.0-py3-none-any.whl</a>") == 1
+    assert 'data-requires-python="&quot;&gt;&lt;script&gt;x"' in html
+    async with tg.get("/simple/evil/", headers={"Accept": JSON}) as r:
+        page = json.loads(await r.read())
+    names = [f["filename"] for f in page["files"]]
+    assert names.count("evil-1.0-py3-none-any.whl") == 1 and not any("/" in n or n.startswith(".") for n in names)
+
+
+async def test_invalid_upstream_json_is_a_clear_502_not_a_500(fake_index, tidegate):
+    idx = await fake_index("json")
+    idx.index.raw_pages["broken"] = (JSON, b'{"files": "nope"')
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.get("/simple/broken/") as r:
+        assert r.status == 502
+        assert "broken" in await r.text()
+
+
+async def test_single_flight_for_pages(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    upstream.index.faults["/simple/demo-pkg/"] = Fault(delay=0.3, times=1)
+
+    async def fetch():
+        async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+            assert r.status == 200
+            return await r.read()
+
+    bodies = await asyncio.gather(*(fetch() for _ in range(20)))
+    assert len(set(bodies)) == 1
+    assert upstream.index.requests["/simple/demo-pkg/"] == 1
+
+
+async def test_fresh_page_is_not_refetched_and_no_cache_revalidates_conditionally(upstream, tidegate, dists):
+    tg = await tidegate(upstreams=[upstream.url])
+    for _ in range(3):
+        async with tg.get("/simple/demo-pkg/") as r:
+            assert r.status == 200
+    assert upstream.index.requests["/simple/demo-pkg/"] == 1
+    async with tg.get("/simple/demo-pkg/", headers={"Cache-Control": "no-cache"}) as r:
+        assert r.headers["X-Tidegate-Cache"] == "revalidated"
+    assert upstream.index.requests["/simple/demo-pkg/"] == 2
+    assert upstream.index.log[-1].headers.get("If-None-Match")  # a conditional request, answered 304
+    # A new upload is visible at once to a client that asks for revalidation.
+    upstream.index.add(dists.wheel("demo-pkg", "2.0"))
+    async with tg.get("/simple/demo-pkg/", headers={"Cache-Control": "max-age=0", "Accept": JSON}) as r:
+        page = json.loads(await r.read())
+        assert r.headers["X-Tidegate-Cache"] == "miss"
+    assert "2.0" in page["versions"]
+
+
+async def test_ttl_expiry_revalidates(upstream, tidegate):
+    tg = await tidegate(upstreams=[{"url": upstream.url, "ttl": 0}])
+    for _ in range(2):
+        async with tg.get("/simple/demo-pkg/") as r:
+            assert r.status == 200
+    assert upstream.index.requests["/simple/demo-pkg/"] == 2
+
+
+async def test_stale_if_error_and_offline(upstream, tidegate):
+    tg = await tidegate(upstreams=[{"url": upstream.url, "ttl": 0, "retries": 0}])
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        good = await r.read()
+    await upstream.down()
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        assert r.status == 200 and r.headers["X-Tidegate-Cache"] == "stale"
+        assert await r.read() == good
+    async with tg.get("/simple/other/") as r:
+        assert r.status == 502  # nothing cached: a clear gateway error
+    await upstream.up()
+    upstream.index.faults["/simple/demo-pkg/"] = Fault(status=500)
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        assert r.status == 200 and r.headers["X-Tidegate-Cache"] == "stale"
+    upstream.index.faults["/simple/demo-pkg/"] = Fault(delay=5)
+    tg2 = await tidegate(upstreams=[{"url": upstream.url, "ttl": 0, "timeout": 0.3, "retries": 0}],
+                         data_dir=str(tg.settings.data_dir))
+    async with tg2.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        assert r.status == 200 and r.headers["X-Tidegate-Cache"] == "stale"
+    del upstream.index.faults["/simple/demo-pkg/"]
+
+    offline = await tidegate(upstreams=[upstream.url], offline=True, data_dir=str(tg.settings.data_dir))
+    before = upstream.index.requests.total()
+    async with offline.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        assert r.status == 200 and await r.read() == good
+    async with offline.get("/simple/never-seen/") as r:
+        assert r.status == 404
+    assert upstream.index.requests.total() == before
+
+
+async def test_pages_persist_across_restart(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        before = await r.read()
+    await tg.restart()
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        assert await r.read() == before
+        assert r.headers["X-Tidegate-Cache"] == "hit"
+    assert upstream.index.requests["/simple/demo-pkg/"] == 1
+
+
+async def test_root_lists_cached_projects_in_both_formats(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.get("/simple/demo-pkg/") as r:
+        assert r.status == 200
+    async with tg.get("/simple/", headers={"Accept": JSON}) as r:
+        assert r.headers["Vary"] == "Accept"
+        assert {"name": "demo-pkg"} in json.loads(await r.read())["projects"]
+    async with tg.get("/simple/") as r:
+        assert 'href="demo-pkg/"' in await r.text()
+    assert "/simple/" not in upstream.index.requests  # never asks an upstream for its root list
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/simple/..%2F..%2Fetc%2Fpasswd/",
+        "/simple/%00/",
+        "/files/demo-pkg/..%2F..%2Fetc%2Fpasswd",
+        "/files/demo-pkg/%2e%2e",
+        "/files/../../etc/passwd",
+        "/simple/" + "a" * 5000 + "/",
+    ],
+)
+async def test_malformed_paths_get_4xx(upstream, tidegate, path):
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.session.get(tg.origin + path, allow_redirects=False) as r:
+        assert 300 <= r.status < 500, (path, r.status)
+
+
+async def test_oversized_headers_get_4xx(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.get("/simple/demo-pkg/", headers={"X-Big": "a" * 20000}) as r:
+        assert 400 <= r.status < 500
