@@ -223,3 +223,34 @@ async def test_sdist_has_no_metadata_file(upstream, tidegate):
     tg = await tidegate(upstreams=[upstream.url])
     async with tg.get("/files/demo-pkg/demo_pkg-1.0.tar.gz.metadata") as r:
         assert r.status == 404
+
+
+async def test_eviction_never_cuts_a_transfer_short(fake_index, dists, tidegate):
+    idx = await fake_index("json")
+    idx.index.add(dists.wheel("big", "1.0", padding=3_000_000))
+    idx.index.add(dists.wheel("other", "1.0", padding=3_000_000))
+    tg = await tidegate(upstreams=[idx.url], files_max_size=4_000_000)
+    big = idx.index.file("big-1.0-py3-none-any.whl").path.read_bytes()
+    async with tg.get("/files/big/big-1.0-py3-none-any.whl") as r:
+        await r.read()
+    async with tg.get("/files/big/big-1.0-py3-none-any.whl") as reader:
+        assert reader.headers["X-Tidegate-Cache"] == "hit"
+        start = await reader.content.read(1000)
+        # Caching another file now evicts the one being read...
+        async with tg.get("/files/other/other-1.0-py3-none-any.whl") as r:
+            await r.read()
+        assert not (tg.settings.data_dir / "blobs" / "files" / hashlib.sha256(big).hexdigest()[:2]
+                    / hashlib.sha256(big).hexdigest()).exists()
+        # ...and the reader still gets every byte.
+        assert start + await reader.read() == big
+
+
+async def test_upstream_outage_serves_stale_without_waiting(upstream, tidegate):
+    tg = await tidegate(upstreams=[{"url": upstream.url, "ttl": 0, "retries": 0}])
+    async with tg.get("/simple/demo-pkg/") as r:
+        assert r.status == 200
+    upstream.index.faults["/simple/demo-pkg/"] = Fault(status=503)
+    for _ in range(5):
+        async with tg.get("/simple/demo-pkg/") as r:
+            assert r.status == 200 and r.headers["X-Tidegate-Cache"] == "stale"
+    assert upstream.index.requests["/simple/demo-pkg/"] == 2  # backed off after the failure

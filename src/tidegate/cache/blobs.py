@@ -18,7 +18,7 @@ _TOUCH_INTERVAL = 60.0  # seconds between access-time writes for one blob
 
 
 class BlobStore:
-    def __init__(self, root: Path, max_size: int, *, protected: frozenset[str] = frozenset()) -> None:
+    def __init__(self, root: Path, max_size: int) -> None:
         self.root = root
         self.files = root / "files"
         self.tmp = root / "tmp"
@@ -34,7 +34,6 @@ class BlobStore:
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS blobs_atime ON blobs (atime)")
         self._touched: dict[str, float] = {}
-        self.in_use: dict[str, int] = {}  # keys this process is reading or writing
 
     def close(self) -> None:
         self._db.close()
@@ -80,7 +79,8 @@ class BlobStore:
         return self._db.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0]
 
     def evict(self) -> list[str]:
-        """Remove least recently used blobs until the store fits max_size; skip those in use here."""
+        """Remove least recently used blobs until the store fits max_size. A client still reading
+        an evicted file is unaffected: it holds an open descriptor, and unlink keeps the data."""
         total = self.total_size()
         removed: list[str] = []
         if total <= self.max_size:
@@ -88,8 +88,6 @@ class BlobStore:
         for key, size in self._db.execute("SELECT key, size FROM blobs ORDER BY atime").fetchall():
             if total <= self.max_size:
                 break
-            if self.in_use.get(key):
-                continue
             try:
                 os.unlink(self.path(key))
             except FileNotFoundError:

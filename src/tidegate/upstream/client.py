@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 from typing import AsyncIterator
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -25,10 +26,17 @@ PAGE_ACCEPT = (
 )
 USER_AGENT = "tidegate/0.1"
 RETRY_STATUSES = frozenset({500, 502, 503, 504, 429})
+# After a failed page fetch, the upstream is not asked again for this long: during an outage
+# cached pages are served at once instead of each request waiting out timeouts and retries.
+FAILURE_BACKOFF = 15.0
 
 
 class UpstreamError(Exception):
     """The upstream could not give an answer (connection failure, timeout, 5xx, bad page)."""
+
+
+class UnusablePage(UpstreamError):
+    """The upstream answered, but with a page we cannot parse (that project only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,7 @@ class UpstreamClient:
         self._max_page_size = max_page_size
         self._limit = asyncio.Semaphore(upstream.max_connections)
         self._timeout = aiohttp.ClientTimeout(total=None, connect=upstream.timeout, sock_read=upstream.timeout)
+        self._down_until = 0.0  # monotonic time before which page fetches fail fast
 
     def _headers(self, url: str, extra: dict[str, str]) -> dict[str, str]:
         headers = {"User-Agent": USER_AGENT, **extra}
@@ -124,6 +133,16 @@ class UpstreamClient:
         raise AssertionError("unreachable")
 
     async def fetch_page(self, name: str, validators: Validators | None) -> PageResult:
+        if time.monotonic() < self._down_until:
+            raise UpstreamError(f"{self.name} failed moments ago; not retrying yet")
+        try:
+            return await self._fetch_page(name, validators)
+        except UpstreamError as exc:
+            if not isinstance(exc, UnusablePage):
+                self._down_until = time.monotonic() + FAILURE_BACKOFF
+            raise
+
+    async def _fetch_page(self, name: str, validators: Validators | None) -> PageResult:
         url = self.project_url(name)
         headers = {"Accept": PAGE_ACCEPT}
         if validators and validators.etag:
@@ -152,7 +171,7 @@ class UpstreamClient:
             else:
                 project = parse_project_html(body, page_url, name)
         except ValueError as exc:
-            raise UpstreamError(f"{self.name}: unusable page for {name}: {exc}") from exc
+            raise UnusablePage(f"{self.name}: unusable page for {name}: {exc}") from exc
         return PageFound(project, Validators(response.headers.get("ETag"), response.headers.get("Last-Modified")))
 
     async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
