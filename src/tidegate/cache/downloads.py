@@ -96,7 +96,6 @@ class Download:
                 raise DownloadFailed(f"{self.file.filename}: upstream sent {length} bytes, its index says {self.size}")
             self.size = self.size if self.size is not None else length
             hashers = hashers_for(self.file)
-            sha256 = hashers.setdefault("sha256", hashlib.sha256())
             # aiofiles: writes go through a thread, so a slow disk never stalls the event loop.
             async with aiofiles.open(self.temp, "wb") as out:
                 self.started.set()

@@ -10,7 +10,7 @@ import html
 import re
 from html.parser import HTMLParser
 from typing import Iterable, Iterator, Mapping
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .model import (
     API_VERSION_FULL,
@@ -19,48 +19,10 @@ from .model import (
     dedupe_files,
     fragment_hash,
     normalize,
+    resolve_http_url,
+    valid_filename,
     valid_hashes,
 )
-
-# --- validation shared with json_page -------------------------------------------------------
-
-# Filenames end up in our own URLs and cache paths, so only a conservative alphabet passes.
-_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!~-]*")
-MAX_FILENAME = 255  # the usual filesystem limit; no real distribution name comes near it
-_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
-_ASCII_WS = "\t\n\f\r "
-
-
-def valid_filename(filename: str) -> bool:
-    """Whether a distribution filename is safe to put into our own URLs and paths."""
-    return (
-        len(filename) <= MAX_FILENAME
-        and _FILENAME.fullmatch(filename) is not None
-        and ".." not in filename
-    )
-
-
-def resolve_http_url(url: str, base: str) -> str | None:
-    """`url` made absolute against `base`, or None unless it is an http(s) URL with a host."""
-    url = url.strip(_ASCII_WS)  # what browsers strip from href values
-    if _URL_FORBIDDEN.search(url):  # controls or spaces inside a URL: refuse rather than guess
-        return None
-    try:
-        # urljoin is the costliest step of a big page, and absolute links are the norm.
-        full = url if url.startswith(("https://", "http://")) else urljoin(base, url)
-        parts = urlsplit(full)
-        host = parts.hostname
-    except ValueError:  # e.g. an unbalanced IPv6 bracket
-        return None
-    if parts.scheme not in ("http", "https") or not host:
-        return None
-    return full
-
-
-def clean_hashes(hashes: Mapping[object, object]) -> dict[str, str]:
-    """model.valid_hashes, minus empty digests (it accepts "" for shake_*, whose size is 0)."""
-    return {k: v for k, v in valid_hashes(hashes).items() if v}
-
 
 # --- parsing ---------------------------------------------------------------------------------
 
@@ -162,7 +124,7 @@ def _hashes_from(value: str) -> dict[str, str]:
     for part in value.split("&"):
         name, sep, digest = part.partition("=")
         if sep:
-            for k, v in clean_hashes({name.strip(): digest.strip()}).items():
+            for k, v in valid_hashes({name.strip(): digest.strip()}).items():
                 found.setdefault(k, v)
     return found
 
@@ -360,10 +322,7 @@ def render_index_html(names: Iterable[str]) -> bytes:
 
 
 __all__ = [
-    "clean_hashes",
     "parse_project_html",
     "render_index_html",
     "render_project_html",
-    "resolve_http_url",
-    "valid_filename",
 ]

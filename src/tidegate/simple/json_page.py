@@ -10,8 +10,7 @@ import json
 import re
 from typing import Any, Iterable, Mapping
 
-from .html_page import clean_hashes, resolve_http_url, valid_filename
-from .model import API_VERSION_FULL, File, Project, dedupe_files
+from .model import API_VERSION_FULL, File, Project, dedupe_files, resolve_http_url, valid_filename, valid_hashes
 
 _UPLOAD_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
 _API_VERSION = re.compile(r"([0-9]+)\.[0-9]+")
@@ -47,7 +46,7 @@ def _metadata(value: object) -> bool | dict[str, str] | None:
         return value
     if isinstance(value, dict):
         # Like pip, a dict means "available" even when none of its hashes is usable.
-        return clean_hashes(value) or True
+        return valid_hashes(value) or True
     return None
 
 
@@ -74,7 +73,7 @@ def _file(entry: object, base: str) -> File | None:
     return File(
         filename=filename,
         url=full.partition("#")[0],
-        hashes=clean_hashes(hashes) if isinstance(hashes, dict) else {},
+        hashes=valid_hashes(hashes) if isinstance(hashes, dict) else {},
         requires_python=_text(entry.get("requires-python")) or None,
         yanked=True if yanked is True else (_text(yanked) or False),
         core_metadata=core_metadata,

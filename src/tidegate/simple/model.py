@@ -6,10 +6,12 @@ so that HTML -> model -> JSON (and back) loses nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from typing import Mapping
+from urllib.parse import urljoin, urlsplit
 
 from packaging.utils import (
     InvalidSdistFilename,
@@ -118,20 +120,61 @@ def fragment_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
     return None
 
 
+@functools.cache
+def _digest_pattern(name: str) -> re.Pattern[str] | None:
+    """The hex pattern of a hashlib algorithm's digest, or None if hashlib lacks it (or it has
+    no fixed size, like shake_*)."""
+    try:
+        size = hashlib.new(name).digest_size
+    except (ValueError, TypeError):
+        return None
+    return re.compile(f"[0-9a-f]{{{2 * size}}}") if size > 0 else None
+
+
 def valid_hashes(hashes: Mapping[object, object]) -> dict[str, str]:
     """Keep only hashes whose name hashlib knows and whose value is hex of the right length."""
     out: dict[str, str] = {}
     for name, value in hashes.items():
-        if not isinstance(name, str) or not isinstance(value, str):
+        if not isinstance(name, str) or not isinstance(value, str) or len(name) > 32:
             continue
         name, value = name.lower(), value.lower()
-        try:
-            digest_size = hashlib.new(name).digest_size
-        except (ValueError, TypeError):
-            continue
-        if len(value) == 2 * digest_size and all(c in "0123456789abcdef" for c in value):
+        pattern = _digest_pattern(name)
+        if pattern is not None and pattern.fullmatch(value):
             out[name] = value
     return out
+
+
+# Filenames end up in our own URLs and cache paths, so only a conservative alphabet passes.
+_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!~-]*")
+MAX_FILENAME = 255  # the usual filesystem limit; no real distribution name comes near it
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+_ASCII_WS = "\t\n\f\r "
+
+
+def valid_filename(filename: str) -> bool:
+    """Whether a distribution filename is safe to put into our own URLs and paths."""
+    return (
+        len(filename) <= MAX_FILENAME
+        and _FILENAME.fullmatch(filename) is not None
+        and ".." not in filename
+    )
+
+
+def resolve_http_url(url: str, base: str) -> str | None:
+    """`url` made absolute against `base`, or None unless it is an http(s) URL with a host."""
+    url = url.strip(_ASCII_WS)  # what browsers strip from href values
+    if _URL_FORBIDDEN.search(url):  # controls or spaces inside a URL: refuse rather than guess
+        return None
+    try:
+        # urljoin is the costliest step of a big page, and absolute links are the norm.
+        full = url if url.startswith(("https://", "http://")) else urljoin(base, url)
+        parts = urlsplit(full)
+        host = parts.hostname
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        return None
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    return full
 
 
 def dedupe_files(files: list[File] | tuple[File, ...]) -> tuple[File, ...]:
@@ -156,5 +199,7 @@ __all__ = [
     "is_valid_name",
     "normalize",
     "replace",
+    "resolve_http_url",
+    "valid_filename",
     "valid_hashes",
 ]
