@@ -109,6 +109,8 @@ async def test_conversion_fidelity_from_any_upstream_format(fake_index, dists, t
     idx.index.add(dists.wheel("demo-pkg", "1.1"), yanked="broken <build>")
     idx.index.add(dists.sdist("demo-pkg", "1.0"), serve_metadata=False)
     idx.index.status["demo-pkg"], idx.index.status_reason["demo-pkg"] = "deprecated", "use other-pkg"
+    idx.index.tracks["demo-pkg"] = ["https://pypi.org/simple/demo-pkg/"]
+    idx.index.alternate_locations["demo-pkg"] = ["https://mirror.example/simple/demo-pkg/"]
     tg = await tidegate(upstreams=[idx.url])
     async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
         page = json.loads(await r.read())
@@ -128,6 +130,8 @@ async def test_conversion_fidelity_from_any_upstream_format(fake_index, dists, t
     assert not sdist.get("core-metadata")  # an sdist gets one only if the upstream has it
     assert sorted(page["versions"]) == ["1.0", "1.1"]
     assert page["project-status"] == {"status": "deprecated", "reason": "use other-pkg"}
+    assert page["meta"]["tracks"] == ["https://pypi.org/simple/demo-pkg/"]
+    assert page["alternate-locations"] == ["https://mirror.example/simple/demo-pkg/"]
     if mode != "html":  # only JSON carries sizes and upload times
         assert wheel["size"] == idx.index.file(wheel["filename"]).path.stat().st_size
         assert wheel["upload-time"] == "2024-01-02T03:04:05.000000Z"
@@ -140,6 +144,8 @@ async def test_conversion_fidelity_from_any_upstream_format(fake_index, dists, t
     assert f"#sha256={wheel['hashes']['sha256']}" in html
     assert 'data-core-metadata="' in html and 'data-dist-info-metadata="' in html
     assert 'name="pypi:project-status" content="deprecated"' in html
+    assert '<meta name="pypi:tracks" content="https://pypi.org/simple/demo-pkg/">' in html
+    assert 'name="pypi:alternate-locations" content="https://mirror.example/simple/demo-pkg/"' in html
 
 
 async def test_hostile_upstream_page_is_escaped(fake_index, tidegate):

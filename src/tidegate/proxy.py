@@ -20,6 +20,7 @@ from .cache.downloads import Download, DownloadFailed, Downloads, blob_key
 from .cache.flight import SingleFlight
 from .cache.pages import PageRecord, PageStore, Part, render
 from .config import Settings
+from .publish.index import LocalIndex
 from .simple.model import File
 from .upstream.client import PageFound, PageMissing, PageUnchanged, UpstreamClient, UpstreamError
 from .upstream.policy import combine
@@ -38,8 +39,10 @@ class NotCached(Exception):
 
 
 class Proxy:
-    def __init__(self, settings: Settings, pages: PageStore, blobs: BlobStore, clients: list[UpstreamClient]) -> None:
+    def __init__(self, settings: Settings, pages: PageStore, blobs: BlobStore, clients: list[UpstreamClient],
+                 local: LocalIndex | None = None) -> None:
         self.settings = settings
+        self.local = local
         self.pages = pages
         self.blobs = blobs
         self.clients = clients
@@ -56,7 +59,10 @@ class Proxy:
         return now - record.fetched_at < min(ttls)
 
     async def page(self, name: str, *, revalidate: bool = False) -> tuple[PageRecord | None, str]:
-        """The record for a project and how we got it: hit, miss, revalidated, stale or offline."""
+        """The record for a project and how we got it: local, hit, miss, revalidated, stale or offline.
+        A local project shadows upstream projects of the same name entirely."""
+        if self.local is not None and self.local.has(name):
+            return self.local.page(name), "local"
         record = self.pages.get(name)
         if self.settings.offline or not self.clients:
             return record, "offline"
@@ -82,7 +88,10 @@ class Proxy:
             record = replace(current, parts=parts, fetched_at=now)
             status = "revalidated"
         else:
-            record = PageRecord(name=name, parts=parts, served=served, fetched_at=now, changed_at=now)
+            # Last-Modified has one-second resolution: a change must move it by at least that,
+            # or a client's If-Modified-Since would wrongly get 304 for the new page.
+            changed = max(now, current.changed_at + 1) if current is not None else now
+            record = PageRecord(name=name, parts=parts, served=served, fetched_at=now, changed_at=changed)
             render(record)
             status = "miss"
         await asyncio.to_thread(self.pages.put, record)
@@ -108,12 +117,14 @@ class Proxy:
 
     def source_of(self, record: PageRecord, filename: str) -> tuple[File, UpstreamClient] | None:
         """The upstream file entry behind a filename on a served page, and who serves it."""
-        if record.served is None or record.served.file(filename) is None:
+        served = record.served.file(filename) if record.served is not None else None
+        if served is None:
             return None
         for part in record.parts:
-            found = part.project.file(filename)
-            if found is not None and part.upstream in self._by_name:
-                return found, self._by_name[part.upstream]
+            # The very entry the page lists: with merging, another upstream's file of the same
+            # name may be hidden (by cooldown or priority) and must not be the one served.
+            if part.project.file(filename) == served and part.upstream in self._by_name:
+                return served, self._by_name[part.upstream]
         return None
 
     def start_download(self, file: File, client: UpstreamClient) -> Download:
@@ -144,43 +155,48 @@ class Proxy:
             metadata = await self._upstream_metadata(file, client)
         if metadata is None and file.is_wheel:
             if self.blobs.exists(key):
-                metadata = await asyncio.to_thread(read_wheel_metadata_from_path, self.blobs.path(key), file.filename)
+                metadata = await self._metadata_from_blob(file)
             elif self.settings.offline:
                 raise NotCached(f"metadata of {file.filename} is not cached and tidegate is offline")
             else:
                 metadata = await self._ranged_metadata(file, client)
+            _check_digests(metadata, file.core_metadata, f"the metadata extracted from {file.filename}")
         if metadata is None:
             raise NotCached(f"no metadata is available for {file.filename}")
         await asyncio.to_thread(self.pages.put_metadata, key, metadata)
         return metadata
 
+    async def _metadata_from_blob(self, file: File) -> bytes:
+        try:
+            return await asyncio.to_thread(read_wheel_metadata_from_path, self.blobs.path(blob_key(file)), file.filename)
+        except FileNotFoundError:  # evicted just now
+            raise NotCached(f"{file.filename} left the cache before its metadata was read; try again") from None
+
     async def _upstream_metadata(self, file: File, client: UpstreamClient) -> bytes | None:
         status, _, body = await client.fetch_bytes(file.url + ".metadata", METADATA_LIMIT)
-        if status != 200 or len(body) > METADATA_LIMIT:
+        if status != 200:
             return None
-        expected = file.core_metadata if isinstance(file.core_metadata, dict) else {}
-        for name, digest in expected.items():
-            if name in hashlib.algorithms_available and hashlib.new(name, body).hexdigest() != digest:
-                raise UpstreamError(f"{client.name}: metadata of {file.filename} does not match its {name}")
+        _check_digests(body, file.core_metadata, f"{client.name}'s metadata of {file.filename}")
         return body
 
     async def _ranged_metadata(self, file: File, client: UpstreamClient) -> bytes:
         """Read METADATA out of a remote wheel with two Range requests (zip directory, member);
         download the whole wheel only when the upstream does not answer ranges."""
-        status, headers, tail = await client.fetch_bytes(file.url, METADATA_TAIL, {"Range": f"bytes=-{METADATA_TAIL}"})
+        status, headers, tail = await client.fetch_bytes(file.url, METADATA_TAIL, {"Range": f"bytes=-{METADATA_TAIL}"},
+                                                         expect=206)
         match = _CONTENT_RANGE.fullmatch(headers.get("Content-Range", "").strip()) if status == 206 else None
         if match is None:
             if status not in (200, 206):
                 raise UpstreamError(f"{client.name} answered {status} for {file.filename}")
-            await self.fetch_file(file, client)
-            return await asyncio.to_thread(read_wheel_metadata_from_path, self.blobs.path(blob_key(file)), file.filename)
+            await self.fetch_file(file, client)  # no range support: the whole wheel, once
+            return await self._metadata_from_blob(file)
         tail_start, total = int(match.group(1)), int(match.group(3))
 
         async def read(offset: int, length: int) -> bytes:
             if offset >= tail_start and offset + length <= total:
                 return tail[offset - tail_start : offset - tail_start + length]
             rng = f"bytes={offset}-{offset + length - 1}"
-            status, _, body = await client.fetch_bytes(file.url, length, {"Range": rng})
+            status, _, body = await client.fetch_bytes(file.url, length, {"Range": rng}, expect=206)
             if status != 206 or len(body) != length:
                 raise UpstreamError(f"{client.name}: bad answer to a range request for {file.filename}")
             return body
@@ -189,6 +205,13 @@ class Proxy:
 
     async def close(self) -> None:
         await self.downloads.close()
+
+
+def _check_digests(body: bytes, expected: object, what: str) -> None:
+    """Metadata must match the hashes the page advertises for it, or pip rejects it."""
+    for name, digest in (expected.items() if isinstance(expected, dict) else ()):
+        if name in hashlib.algorithms_available and hashlib.new(name, body).hexdigest() != digest:
+            raise UpstreamError(f"{what} does not match its advertised {name}")
 
 
 __all__ = ["DownloadFailed", "MetadataError", "NotCached", "Proxy"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 UNSATISFIABLE = "unsatisfiable"
+_DIGITS = re.compile(r"[0-9]*")
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
@@ -20,8 +23,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     if not dash:
         return None
     first_text, last_text = first_text.strip(), last_text.strip()
-    if not (first_text.isdigit() or not first_text) or not (last_text.isdigit() or not last_text):
-        return None
+    if not _DIGITS.fullmatch(first_text) or not _DIGITS.fullmatch(last_text):
+        return None  # str.isdigit() would accept "²", which int() refuses
     if not first_text:  # suffix range: the last N bytes
         if not last_text:
             return None

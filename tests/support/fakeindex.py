@@ -223,6 +223,7 @@ class FakeIndex:
         self.status: dict[str, str] = {}  # PEP 792 project status, e.g. "archived"
         self.status_reason: dict[str, str] = {}
         self.tracks: dict[str, list[str]] = {}  # PEP 708
+        self.alternate_locations: dict[str, list[str]] = {}  # PEP 708
         self.raw_pages: dict[str, tuple[str, bytes]] = {}  # name -> (content type, body)
         self.page_headers: dict[str, str] = {}  # extra headers on project pages
         self.basic_auth: tuple[str, str] | None = None  # require these credentials on every request
@@ -247,7 +248,8 @@ class FakeIndex:
     def remove(self, name: str) -> None:
         """Forget a project entirely (its page becomes 404)."""
         name = normalize(name)
-        for table in (self.projects, self.status, self.status_reason, self.tracks, self.raw_pages):
+        for table in (self.projects, self.status, self.status_reason, self.tracks, self.alternate_locations,
+                      self.raw_pages):
             table.pop(name, None)
 
     def remove_file(self, filename: str) -> None:
@@ -307,8 +309,10 @@ class FakeIndex:
             doc["project-status"] = {"status": self.status[name]}
             if name in self.status_reason:
                 doc["project-status"]["reason"] = self.status_reason[name]  # type: ignore[index]
-        if name in self.tracks:
-            doc["tracks"] = self.tracks[name]
+        if name in self.tracks:  # PEP 708: tracks live in meta
+            doc["meta"]["tracks"] = self.tracks[name]  # type: ignore[index]
+        if name in self.alternate_locations:
+            doc["alternate-locations"] = self.alternate_locations[name]
         return json.dumps(doc, indent=1).encode()
 
     def render_html(self, name: str, origin: str) -> bytes:
@@ -320,6 +324,8 @@ class FakeIndex:
                 reason = esc(self.status_reason[name])
                 head.append(f'<meta name="pypi:project-status-reason" content="{reason}">')
         head += [f'<meta name="pypi:tracks" content="{esc(t)}">' for t in self.tracks.get(name, ())]
+        head += [f'<meta name="pypi:alternate-locations" content="{esc(t)}">'
+                 for t in self.alternate_locations.get(name, ())]
         links = []
         for f in self.projects[name]:
             attrs = f' href="{esc(self._url(origin, f.filename))}#sha256={f.advertised_sha256()}"'
@@ -357,6 +363,7 @@ class FakeIndex:
         state = (
             [(astuple(f), f.advertised_sha256()) for f in self.projects.get(name, ())],
             self.status.get(name), self.status_reason.get(name), self.tracks.get(name),
+            self.alternate_locations.get(name),
             self.raw_pages.get(name), self.mode, self.relative_urls, self.include_size,
         )
         fp = hashlib.sha256(repr(state).encode()).hexdigest()

@@ -72,15 +72,22 @@ class BlobStore:
         self._db.execute(
             "INSERT OR REPLACE INTO blobs (key, size, atime) VALUES (?, ?, ?)", (key, size, time.time())
         )
-        self.evict()
+        self.evict(keep=key)
         return final
+
+    def remove(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+        self._db.execute("DELETE FROM blobs WHERE key = ?", (key,))
+        self._touched.pop(key, None)
 
     def total_size(self) -> int:
         return self._db.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0]
 
-    def evict(self) -> list[str]:
+    def evict(self, keep: str | None = None) -> list[str]:
         """Remove least recently used blobs until the store fits max_size. A client still reading
-        an evicted file is unaffected: it holds an open descriptor, and unlink keeps the data."""
+        an evicted file is unaffected: it holds an open descriptor, and unlink keeps the data.
+        `keep` (the blob just committed) always stays, even if it alone exceeds the limit, so a
+        file larger than the cache can still be served until the next one arrives."""
         total = self.total_size()
         removed: list[str] = []
         if total <= self.max_size:
@@ -88,6 +95,8 @@ class BlobStore:
         for key, size in self._db.execute("SELECT key, size FROM blobs ORDER BY atime").fetchall():
             if total <= self.max_size:
                 break
+            if key == keep:
+                continue
             try:
                 os.unlink(self.path(key))
             except FileNotFoundError:

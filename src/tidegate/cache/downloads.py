@@ -83,15 +83,10 @@ class Download:
             self._notify()
 
     async def _fetch(self, client: UpstreamClient, blobs: BlobStore) -> Path:
-        response = await client.open(self.file.url)
-        try:
+        async with client.stream(self.file.url) as response:
             if response.status != 200:
                 raise DownloadFailed(f"{client.name} answered {response.status} for {self.file.filename}")
-            if response.headers.get("Content-Encoding", "identity") not in ("identity", ""):
-                # aiohttp decodes it for us; the declared length is then not the file's length.
-                length = None
-            else:
-                length = response.content_length
+            length = response.content_length
             if self.size is not None and length is not None and length != self.size:
                 raise DownloadFailed(f"{self.file.filename}: upstream sent {length} bytes, its index says {self.size}")
             self.size = self.size if self.size is not None else length
@@ -112,8 +107,6 @@ class Download:
                     raise DownloadFailed(f"{self.file.filename}: download interrupted: {exc}") from exc
                 await out.flush()
                 await asyncio.to_thread(os.fsync, out.fileno())
-        finally:
-            response.release()
         if self.size is not None and self.written != self.size:
             raise DownloadFailed(f"{self.file.filename}: truncated: {self.written} of {self.size} bytes")
         for name, expected in self.file.hashes.items():

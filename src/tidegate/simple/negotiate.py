@@ -46,6 +46,8 @@ SERVED: dict[str, Representation] = {
 _PREFERENCE = (JSON_V1, JSON_LATEST, HTML_V1, HTML_LATEST, TEXT_HTML)
 _WILDCARD_RANK = {TEXT_HTML: 0, JSON_V1: 1, HTML_V1: 2}
 
+_QUALITY_OF_SENT = {JSON_LATEST: JSON_V1, HTML_LATEST: HTML_V1}  # alias -> the type actually sent
+
 NOT_ACCEPTABLE_BODY = (
     "406 Not Acceptable: this index serves " + ", ".join(_PREFERENCE) + "\n"
 ).encode()
@@ -109,8 +111,8 @@ def negotiate(accept: str | None, format_param: str | None = None) -> Representa
     best_type, best_key = None, (0.0, -1, 0)
     for order, media_type in enumerate(_PREFERENCE):
         q, spec = _quality(media_type, ranges)
-        if q <= 0.0:
-            continue
+        if q <= 0.0 or _QUALITY_OF_SENT.get(media_type) and _quality(_QUALITY_OF_SENT[media_type], ranges) == (0.0, 2):
+            continue  # a `latest` alias must not smuggle in the v1 type the client refused by name
         rank = _WILDCARD_RANK.get(media_type, 9) if spec == 0 else order
         key = (q, spec, -rank)
         if key > best_key:

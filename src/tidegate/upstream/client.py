@@ -7,6 +7,7 @@ import base64
 import logging
 import ssl
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import AsyncIterator
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -35,8 +36,8 @@ class UpstreamError(Exception):
     """The upstream could not give an answer (connection failure, timeout, 5xx, bad page)."""
 
 
-class UnusablePage(UpstreamError):
-    """The upstream answered, but with a page we cannot parse (that project only)."""
+class UpstreamUnavailable(UpstreamError):
+    """The upstream itself is failing (connection error, timeout, 5xx): not just one project."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,7 @@ class UpstreamClient:
     def project_url(self, name: str) -> str:
         return f"{self.base_url}{quote(name)}/"
 
-    async def _retrying(self, method: str, url: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
+    async def _retrying(self, method: str, url: str, headers: dict[str, str], *, decompress: bool = True) -> aiohttp.ClientResponse:
         """Send a request, retrying with backoff on connection errors and retryable statuses.
         The caller must release the response."""
         attempts = self.upstream.retries + 1
@@ -120,11 +121,12 @@ class UpstreamClient:
             last = attempt == attempts - 1
             try:
                 response = await self._session.request(
-                    method, url, headers=self._headers(url, headers), timeout=self._timeout, allow_redirects=True
+                    method, url, headers=self._headers(url, headers), timeout=self._timeout, allow_redirects=True,
+                    auto_decompress=decompress,
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 if last:
-                    raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+                    raise UpstreamUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
             else:
                 if response.status not in RETRY_STATUSES or last:
                     return response
@@ -137,9 +139,8 @@ class UpstreamClient:
             raise UpstreamError(f"{self.name} failed moments ago; not retrying yet")
         try:
             return await self._fetch_page(name, validators)
-        except UpstreamError as exc:
-            if not isinstance(exc, UnusablePage):
-                self._down_until = time.monotonic() + FAILURE_BACKOFF
+        except UpstreamUnavailable:
+            self._down_until = time.monotonic() + FAILURE_BACKOFF
             raise
 
     async def _fetch_page(self, name: str, validators: Validators | None) -> PageResult:
@@ -156,13 +157,15 @@ class UpstreamClient:
                     return PageUnchanged()
                 if response.status in (404, 410):
                     return PageMissing()
+                if response.status >= 500:
+                    raise UpstreamUnavailable(f"{self.name}: {url} answered {response.status}")
                 if response.status != 200:
                     raise UpstreamError(f"{self.name}: {url} answered {response.status}")
                 body = await self._read_limited(response)
                 content_type = response.headers.get("Content-Type", "").lower()
                 page_url = str(response.url)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                raise UpstreamError(f"{self.name}: reading {url}: {type(exc).__name__}: {exc}") from exc
+                raise UpstreamUnavailable(f"{self.name}: reading {url}: {type(exc).__name__}: {exc}") from exc
             finally:
                 response.release()
         try:
@@ -171,7 +174,7 @@ class UpstreamClient:
             else:
                 project = parse_project_html(body, page_url, name)
         except ValueError as exc:
-            raise UnusablePage(f"{self.name}: unusable page for {name}: {exc}") from exc
+            raise UpstreamError(f"{self.name}: unusable page for {name}: {exc}") from exc
         return PageFound(project, Validators(response.headers.get("ETag"), response.headers.get("Last-Modified")))
 
     async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
@@ -185,26 +188,34 @@ class UpstreamClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def open(self, url: str, headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
-        """Start a GET of a file (or part of one); the caller reads and releases the response."""
-        # identity: a file's bytes must arrive exactly as hashed, never re-encoded in transit.
+    @asynccontextmanager
+    async def stream(self, url: str, headers: dict[str, str] | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A GET of a file (or part of one), holding one of the upstream's connection permits
+        until the body is read. Bytes arrive exactly as sent: no decompression, and we ask for
+        none (identity), because they are checked against the index's hashes."""
         async with self._limit:
-            return await self._retrying("GET", url, {"Accept-Encoding": "identity", **(headers or {})})
+            response = await self._retrying("GET", url, {"Accept-Encoding": "identity", **(headers or {})},
+                                            decompress=False)
+            try:
+                yield response
+            finally:
+                response.release()
 
-    async def fetch_bytes(self, url: str, limit: int, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
-        """A small GET (metadata files, byte ranges): status, headers and a body of at most limit."""
-        response = await self.open(url, headers)
-        try:
-            if (response.content_length or 0) > limit:
+    async def fetch_bytes(self, url: str, limit: int, headers: dict[str, str] | None = None,
+                          expect: int = 200) -> tuple[int, dict[str, str], bytes]:
+        """A small GET (a metadata file, a byte range): status, headers and the whole body. The body
+        is read only for the expected status, and a body over `limit` bytes is an error."""
+        async with self.stream(url, headers) as response:
+            if response.status != expect:
                 return response.status, dict(response.headers), b""
-            body = await response.content.read(limit + 1)
-            return response.status, dict(response.headers), body
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise UpstreamError(f"{self.name}: reading {url}: {exc}") from exc
-        finally:
-            response.release()
-
-
-async def iter_body(response: aiohttp.ClientResponse, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
-    async for chunk in response.content.iter_chunked(chunk_size):
-        yield chunk
+            try:
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > limit:
+                        raise UpstreamError(f"{self.name}: {url} sent more than the {limit} bytes expected")
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise UpstreamError(f"{self.name}: reading {url}: {exc}") from exc
+            if response.content_length is not None and len(body) != response.content_length:
+                raise UpstreamError(f"{self.name}: {url} ended after {len(body)} of {response.content_length} bytes")
+            return response.status, dict(response.headers), bytes(body)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
+from typing import Callable
 
 from aiohttp import hdrs, web
 
+from ..cache.pages import PageRecord, http_date
 from ..simple.html_page import render_index_html
 from ..simple.json_page import render_index_json
 from ..simple.model import is_valid_name, normalize
@@ -59,27 +62,37 @@ def not_modified(request: web.Request, etag: str, last_modified_at: float) -> bo
     return since is not None and int(last_modified_at) <= since.timestamp()
 
 
-async def project_page(request: web.Request) -> web.StreamResponse:
+async def project_page(request: web.Request, overlay: Callable[[str], PageRecord | None] | None = None,
+                       prefix: str = "") -> web.StreamResponse:
+    """/simple/<project>/ (and, with an overlay and a prefix, the same page of a stage)."""
     raw = request.match_info["project"]
     if not is_valid_name(raw):
         return error(404, f"{raw[:100]!r} is not a valid project name.", VARY)
     name = normalize(raw)
     if raw != name or not request.path.endswith("/"):
-        return redirect(f"/simple/{name}/", request)
+        return redirect(f"{prefix}/simple/{name}/", request)
     rep = representation(request)
     if rep is None:
         return not_acceptable()
-    try:
-        record, how = await request.app[PROXY].page(name, revalidate=wants_revalidation(request))
-    except UpstreamError as exc:
-        return error(502, f"No cached copy of {name} and the upstream failed: {exc}", VARY)
+    record, how = (overlay(name), "stage") if overlay else (None, "")
+    if record is None:
+        try:
+            record, how = await request.app[PROXY].page(name, revalidate=wants_revalidation(request))
+        except UpstreamError as exc:
+            return error(502, f"No cached copy of {name} and the upstream failed: {exc}", VARY)
     if record is None or record.served is None:
-        return error(404, f"Project {name} was not found on any upstream.", VARY)
+        return error(404, f"Project {name} was not found locally or on any upstream.", VARY)
+    return page_response(request, record, rep, how)
+
+
+def page_response(request: web.Request, record: PageRecord, rep: Representation, how: str) -> web.Response:
+    """A rendered page as the negotiated representation, or 304."""
     etag = record.etags[rep]
     headers = {
         hdrs.ETAG: etag,
         hdrs.LAST_MODIFIED: record.last_modified,
-        hdrs.CACHE_CONTROL: request.app[SETTINGS].cache_control,
+        # A stale copy (the upstream is failing) must not be kept by downstream caches.
+        hdrs.CACHE_CONTROL: "no-cache" if how == "stale" else request.app[SETTINGS].cache_control,
         hdrs.VARY: "Accept",
         "X-Tidegate-Cache": how,
     }
@@ -93,19 +106,28 @@ ROOT_MEMO_SECONDS = 10.0
 
 
 async def root_index(request: web.Request) -> web.StreamResponse:
-    """The list of projects this index knows: every cached or (later) local project."""
+    """The list of projects this index knows: every cached or local project."""
     rep = representation(request)
     if rep is None:
         return not_acceptable()
     memos = request.app[ROOT_MEMO]
-    memo = memos.get("root")
-    if memo is None or time.monotonic() - memo[0] > ROOT_MEMO_SECONDS:
-        names = request.app[PROXY].pages.names()
-        bodies = {Representation.JSON: render_index_json(names), Representation.HTML: render_index_html(names)}
-        bodies[Representation.TEXT] = bodies[Representation.HTML]
-        memo = memos["root"] = (time.monotonic(), bodies)
-    headers = {hdrs.CONTENT_TYPE: rep.content_type, hdrs.VARY: "Accept", hdrs.CACHE_CONTROL: "max-age=60"}
-    return web.Response(body=memo[1][rep], headers=headers)
+    record = memos.get("root")
+    if record is None or time.monotonic() - memos["root_built"] > ROOT_MEMO_SECONDS:
+        proxy = request.app[PROXY]
+        names = sorted(set(proxy.pages.names()) | (proxy.local.names() if proxy.local else set()))
+        record = PageRecord(name="", parts=(), served=None, fetched_at=time.time(), changed_at=time.time())
+        html = render_index_html(names)
+        record.bodies = {Representation.JSON: render_index_json(names), Representation.HTML: html,
+                         Representation.TEXT: html}
+        record.etags = {rep: f'"{hashlib.sha256(body).hexdigest()[:32]}-{rep.name.lower()}"'
+                        for rep, body in record.bodies.items()}
+        previous = memos.get("root")
+        if previous is not None and previous.bodies == record.bodies:
+            record = previous  # unchanged: keep its Last-Modified
+        else:
+            record.last_modified = http_date(record.changed_at)
+        memos["root"], memos["root_built"] = record, time.monotonic()
+    return page_response(request, record, rep, "local")
 
 
 async def simple_redirect(request: web.Request) -> web.Response:
