@@ -90,12 +90,9 @@ class RunningTidegate:
         import aiohttp
         from aiohttp import web
 
-        from tidegate.app import make_app
-        from tidegate.cache.blobs import BlobStore
+        from tidegate.app import make_app, recover
 
-        store = BlobStore(self.settings.data_dir / "blobs", self.settings.files_max_size)
-        store.recover()  # what `tidegate serve` does before its workers start
-        store.close()
+        recover(self.settings)  # what `tidegate serve` does before its workers start
         self.runner = web.AppRunner(make_app(self.settings), access_log=None, shutdown_timeout=0.5)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True)

@@ -8,14 +8,23 @@ from typing import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+import asyncio
+import time
+
 from .cache.blobs import BlobStore
 from .cache.pages import PageStore
 from .config import Settings
 from .proxy import Proxy
+from .publish.index import LocalIndex
+from .publish.service import Publisher
+from .publish.store import Store
 from .upstream.client import UpstreamClient, ssl_context
-from .web import files, simple
-from .web.keys import PROXY, ROOT_MEMO, SETTINGS
+from .web import files, legacy, simple, stage, upload
+from .web.auth import CHALLENGE, authenticate
+from .web.keys import PROXY, PUBLISHER, ROOT_MEMO, SETTINGS
 from .web.responses import error
+
+EXPIRY_INTERVAL = 30.0  # seconds between sweeps for expired publishing sessions
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +43,45 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         return error(500, "Internal error in tidegate; the server log has the details.")
 
 
+@web.middleware
+async def read_auth(request: web.Request, handler) -> web.StreamResponse:
+    """With read_auth on, reading the index needs a configured user's credentials too. Stage
+    URLs are capabilities of their own and upload endpoints check credentials themselves."""
+    if request.path.startswith(("/simple", "/files/")) and authenticate(request, request.app[SETTINGS]) is None:
+        return error(401, "This index requires credentials of a configured user.", CHALLENGE)
+    return await handler(request)
+
+
 async def landing(request: web.Request) -> web.Response:
     return web.Response(text="tidegate: the package index is at /simple/\n")
 
 
 def make_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=1024**2)
+    middlewares = [errors, read_auth] if settings.read_auth else [errors]
+    app = web.Application(middlewares=middlewares, client_max_size=1024**2)
     app[SETTINGS] = settings
     app[ROOT_MEMO] = {}
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/", landing)
     app.router.add_routes(simple.routes())
     app.router.add_routes(files.routes())
+    app.router.add_routes(stage.routes())
+    app.router.add_routes(legacy.routes())
+    app.add_subapp("/upload", upload.app())
     return app
+
+
+def recover(settings: Settings) -> None:
+    """Startup repairs, run once before any worker serves: drop partial downloads and uploads
+    a crash may have left, reconcile the file indexes, fail validations that were cut short."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    for root, limit in ((settings.data_dir / "blobs", settings.files_max_size), (settings.data_dir / "local", 2**62)):
+        store = BlobStore(root, limit)
+        store.recover()
+        store.close()
+    index = Store(settings.data_dir / "local" / "index.db")
+    index.recover(time.time())
+    index.close()
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -58,12 +93,31 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     # trust_env: HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as corporate networks need.
     session = aiohttp.ClientSession(connector=connector, trust_env=True, auto_decompress=True)
     clients = [UpstreamClient(u, session, settings.max_page_size) for u in settings.upstreams]
-    proxy = Proxy(settings, pages, blobs, clients)
+    local = LocalIndex(settings.data_dir)
+    proxy = Proxy(settings, pages, blobs, clients, local)
+    publisher = Publisher(settings, local, proxy)
     app[PROXY] = proxy
+    app[PUBLISHER] = publisher
+    sweeper = asyncio.ensure_future(_expire_sessions(publisher))
     try:
         yield
     finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
         await proxy.close()
         await session.close()
         pages.close()
         blobs.close()
+        local.close()
+
+
+async def _expire_sessions(publisher: Publisher) -> None:
+    """Cancel expired publishing sessions (purging their files) and forget old finished ones."""
+    settings = publisher.settings
+    while True:
+        try:
+            orphans = await asyncio.to_thread(publisher.local.store.expire, time.time(), settings.session_retention)
+            publisher.remove_blobs(orphans)
+        except Exception:
+            log.exception("expiring publishing sessions failed")
+        await asyncio.sleep(EXPIRY_INTERVAL)

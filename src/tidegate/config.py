@@ -62,9 +62,22 @@ class Settings:
     max_page_size: int = 64 * 1024**2  # refuse upstream pages larger than this
     ca_bundle: str | None = None  # extra CA certificates for upstream TLS (corporate proxies)
     log_level: str = "info"
+    read_auth: bool = False  # require a configured user's credentials to read the index too
+    session_lifetime: float = 7 * 86400.0  # a new publishing session expires after this long
+    session_max_lifetime: float = 30 * 86400.0  # extensions never take a session beyond this age
+    session_retention: float = 7 * 86400.0  # terminal sessions still report their status this long
+    max_upload_size: int = 4 * 1024**3
+    deferred_validation: int = 64 * 1024**2  # uploads larger than this are validated in the background (202)
     upstreams: tuple[Upstream, ...] = ()
     merge: tuple[str, ...] = ()  # projects (globs) whose files are merged across upstreams
+    shadow: tuple[str, ...] = ()  # upstream project names (globs) that local uploads may shadow
     users: tuple[User, ...] = ()
+
+    def user(self, name: str) -> User | None:
+        return next((u for u in self.users if u.name == name), None)
+
+    def may_shadow(self, project: str) -> bool:
+        return any(fnmatch.fnmatchcase(project, pattern) for pattern in self.shadow)
 
     @property
     def cache_control(self) -> str:
@@ -178,8 +191,14 @@ _SCALARS = {
     "max_page_size": parse_size,
     "ca_bundle": parse_str,
     "log_level": lambda k, v: _choice(k, v, ("debug", "info", "warning", "error")),
+    "read_auth": parse_bool,
+    "session_lifetime": parse_duration,
+    "session_max_lifetime": parse_duration,
+    "session_retention": parse_duration,
+    "max_upload_size": parse_size,
+    "deferred_validation": parse_size,
 }
-_TABLES = ("upstreams", "merge", "users")
+_TABLES = ("upstreams", "merge", "shadow", "users")
 _UPSTREAM_KEYS = {
     "url", "name", "ttl", "cooldown", "username", "password", "timeout", "retries", "max_connections",
 }
@@ -285,10 +304,11 @@ def build(*layers: Mapping[str, Any]) -> Settings:
     if len(set(names)) != len(names):
         raise ConfigError("upstreams", "the same upstream is listed twice, or two share a `name`")
     merge = tuple(str(p).lower() for p in parse_list("merge", merged.get("merge", [])))
+    shadow = tuple(str(p).lower() for p in parse_list("shadow", merged.get("shadow", [])))
     users = tuple(_user(f"users[{i}]", raw) for i, raw in enumerate(parse_list("users", merged.get("users", []))))
     if len({u.name for u in users}) != len(users):
         raise ConfigError("users", "two users have the same name")
-    return Settings(**values, upstreams=upstreams, merge=merge, users=users)
+    return Settings(**values, upstreams=upstreams, merge=merge, shadow=shadow, users=users)
 
 
 def load(config_file: str | None, environ: Mapping[str, str], flags: Mapping[str, Any]) -> Settings:

@@ -8,7 +8,9 @@ from aiohttp import web
 
 from ..config import Settings
 from ..proxy import Proxy
+from ..publish.service import Publisher
 
 SETTINGS = web.AppKey("settings", Settings)
 PROXY = web.AppKey("proxy", Proxy)
 ROOT_MEMO = web.AppKey("root_memo", dict[str, Any])
+PUBLISHER = web.AppKey("publisher", Publisher)

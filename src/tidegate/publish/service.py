@@ -1,0 +1,107 @@
+"""What both upload APIs share: receiving bytes safely, validating archives, name policy."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+
+import aiofiles
+
+from ..config import Settings
+from ..proxy import Proxy
+from ..upstream.client import UpstreamError
+from .index import LocalIndex
+from .validate import Inspected, UploadError, inspect_archive
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    temp: Path
+    size: int
+    sha256: str
+    digests: dict[str, str]  # every algorithm asked for, computed over the bytes received
+
+
+def _hasher(name: str):
+    return hashlib.blake2b(digest_size=32) if name == "blake2_256" else hashlib.new(name)
+
+
+def new_token() -> str:
+    """An unguessable token: 192 bits from the OS's CSPRNG."""
+    return secrets.token_urlsafe(24)
+
+
+class Publisher:
+    def __init__(self, settings: Settings, local: LocalIndex, proxy: Proxy) -> None:
+        self.settings = settings
+        self.local = local
+        self.proxy = proxy
+
+    async def receive(self, chunks: AsyncIterator[bytes], *, algorithms: set[str], limit: int) -> Received:
+        """Stream an upload to a temp file (never whole in memory), hashing as it goes. The caller
+        commits or discards the temp file; a failure here removes it. `algorithms` are hashlib
+        names, plus "blake2_256" (BLAKE2b with a 32-byte digest, as the legacy API names it)."""
+        temp = self.local.blobs.temp_path("upload")
+        hashers = {name: _hasher(name) for name in algorithms | {"sha256"}}
+        size = 0
+        try:
+            async with aiofiles.open(temp, "wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > limit:
+                        raise UploadError(f"The file is larger than the {limit} bytes allowed.", status=413, source="content")
+                    for h in hashers.values():
+                        h.update(chunk)
+                    await out.write(chunk)
+                await out.flush()
+                await asyncio.to_thread(os.fsync, out.fileno())
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        digests = {name: h.hexdigest() for name, h in hashers.items()}
+        return Received(temp, size, digests["sha256"], digests)
+
+    def discard(self, received: Received) -> None:
+        received.temp.unlink(missing_ok=True)
+
+    async def commit(self, received: Received) -> Path:
+        return await asyncio.to_thread(self.local.blobs.commit, received.temp, received.sha256)
+
+    async def inspect(self, sha256: str, filename: str, project: str, version: str) -> Inspected:
+        path = self.local.blobs.path(sha256)
+        inspected = await asyncio.to_thread(inspect_archive, path, filename, project, version)
+        return inspected
+
+    async def keep_metadata(self, filename: str, inspected: Inspected) -> str | None:
+        """Store a wheel's METADATA as its PEP 658 metadata file; returns its sha256."""
+        if not filename.endswith(".whl"):
+            return None
+        digest = hashlib.sha256(inspected.metadata).hexdigest()
+        await asyncio.to_thread(self.local.store.put_metadata, digest, inspected.metadata)
+        return digest
+
+    async def check_new_name(self, project: str) -> None:
+        """Refuse to register a local project that an upstream serves, unless configured: it
+        would shadow the public package for every client of this index."""
+        if self.local.store.is_registered(project) or self.settings.may_shadow(project):
+            return
+        try:
+            record, _ = await self.proxy.page(project)
+        except UpstreamError as exc:
+            raise UploadError(f"Cannot check whether {project} exists upstream ({exc}); try again later.",
+                              status=503, source="name") from exc
+        if record is not None and record.served is not None:
+            upstream = record.parts[0].upstream if record.parts else "an upstream"
+            raise UploadError(
+                f"{project} is a project on {upstream}; a local upload would shadow it for every client. "
+                "Add it to `shadow` in the configuration if that is intended.", status=403, source="name")
+
+    def remove_blobs(self, sha256s: list[str]) -> None:
+        for digest in sha256s:
+            if not self.local.store.referenced(digest):
+                self.local.blobs.remove(digest)
