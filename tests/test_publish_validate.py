@@ -478,8 +478,8 @@ def test_truncated_sdist(tmp_path: Path, keep: float) -> None:
 @pytest.mark.parametrize(
     ("data", "match"),
     [
-        (metadata(name="other"), "Name: other"),
-        (metadata(version="1.1"), "Version: 1.1"),
+        (metadata(name="other"), "names project .other."),
+        (metadata(version="1.1"), "for version 1.1"),
         (metadata(extra="Requires-Python: >=3.x"), "Requires-Python"),
         (b"Name: demo.pkg\nVersion: 1.0\n", "no Metadata-Version"),
         (b"Metadata-Version: 2.4\nVersion: 1.0\n", "no Name"),

@@ -237,7 +237,10 @@ async def test_complete_without_bytes_fails(tg, wheels):
     assert (await c.call("GET", upload["links"]["file-upload-session"]))[1]["status"] == "error"
 
 
-async def test_deferred_validation_and_409_while_processing(tidegate, wheels):
+@pytest.fixture
+async def held(tidegate):
+    """tidegate validating every upload in the background, held in `processing` until
+    the test sets the returned event."""
     from tidegate.web.keys import PUBLISHER
 
     tg = await tidegate(upstreams=[], users=USERS, deferred_validation=1)
@@ -246,10 +249,15 @@ async def test_deferred_validation_and_409_while_processing(tidegate, wheels):
     inspect = publisher.inspect
 
     async def held_inspect(*args, **kwargs):
-        await gate.wait()  # keep the file in `processing` until the test lets it go
+        await gate.wait()
         return await inspect(*args, **kwargs)
 
     publisher.inspect = held_inspect
+    return tg, gate
+
+
+async def test_deferred_validation_and_409_while_processing(held, wheels):
+    tg, gate = held
     c = Client(tg)
     _, session, _ = await c.create()
     status, upload = await c.add_file(session, wheels["w10"])
@@ -267,19 +275,8 @@ async def test_deferred_validation_and_409_while_processing(tidegate, wheels):
     assert (await c.call("POST", session["links"]["publish"], {}))[0] == 201
 
 
-async def test_cancel_allowed_while_a_file_is_processing(tidegate, wheels):
-    from tidegate.web.keys import PUBLISHER
-
-    tg = await tidegate(upstreams=[], users=USERS, deferred_validation=1)
-    publisher = tg.app[PUBLISHER]
-    gate = asyncio.Event()
-    inspect = publisher.inspect
-
-    async def held_inspect(*args, **kwargs):
-        await gate.wait()
-        return await inspect(*args, **kwargs)
-
-    publisher.inspect = held_inspect
+async def test_cancel_allowed_while_a_file_is_processing(held, wheels):
+    tg, gate = held
     c = Client(tg)
     _, session, _ = await c.create()
     await c.add_file(session, wheels["w10"])

@@ -140,13 +140,19 @@ def check_filename(filename: str, name: str, version: str) -> Kind:
         example = "name-1.0-py3-none-any.whl" if kind == "wheel" else "name-1.0.tar.gz"
         raise UploadError(f"{filename!r} is not a valid {kind} filename ({e}); name it like {example!r}.",
                           source="filename") from None
-    if canonicalize_name(file_name) != canonicalize_name(name):
-        raise UploadError(f"{filename!r} names project {file_name!r}, but this session is for {name!r}; "
-                          "upload it in a session for that project.", source="filename")
-    if file_version != _version(version):
-        raise UploadError(f"{filename!r} is for version {file_version}, but this session is for {version}; "
-                          "upload it in a session for that version.", source="filename")
+    _check_release(f"{filename!r}", file_name, file_version, name, version, source="filename")
     return kind
+
+
+def _check_release(what: str, found_name: str, found_version: object, name: str, version: str, *,
+                   source: str) -> None:
+    """A filename or a metadata file must name the session's project and version."""
+    if canonicalize_name(found_name) != canonicalize_name(name):
+        raise UploadError(f"{what} names project {found_name!r}, but this session is for {name!r}; "
+                          "upload it in a session for that project.", source=source)
+    if found_version != _version(version):
+        raise UploadError(f"{what} is for version {found_version}, but this session is for {version}; "
+                          "upload it in a session for that version.", source=source)
 
 
 def check_hashes(hashes: object) -> dict[str, str]:
@@ -383,12 +389,7 @@ def _check_metadata(data: bytes, kind: Kind, name: str, version: str) -> Inspect
         header = e.field.replace("_", "-").title()
         raise UploadError(f"{member} is invalid: {e}; fix {header} and rebuild the {kind}.",
                           source="metadata") from None
-    if canonicalize_name(meta_name) != canonicalize_name(name):
-        raise UploadError(f"{member} says Name: {meta_name}, but this session is for {name}; "
-                          "upload it in a session for that project.", source="metadata")
-    if meta_version != _version(version):
-        raise UploadError(f"{member} says Version: {meta_version}, but this session is for {version}; "
-                          "upload it in a session for that version.", source="metadata")
+    _check_release(f"{member}", meta_name, meta_version, name, version, source="metadata")
     return Inspected(
         kind=kind,
         metadata=data,
