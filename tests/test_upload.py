@@ -472,3 +472,19 @@ async def legacy_upload(tg, path, auth, **fields):
     form.add_field("content", path.read_bytes(), filename=path.name, content_type="application/octet-stream")
     async with tg.session.post(tg.origin + "/legacy/", data=form, headers=auth, allow_redirects=False) as r:
         return r.status
+
+
+async def test_read_auth_protects_the_index_but_not_stages(tidegate, wheels):
+    tg = await tidegate(upstreams=[], users=USERS, read_auth=True)
+    c = Client(tg)
+    _, session, _ = await c.create()
+    await c.add_file(session, wheels["w10"])
+    async with tg.session.get(session["links"]["stage"] + "demo-pkg/") as r:
+        assert r.status == 200  # the stage token is the capability
+    await c.call("POST", session["links"]["publish"], {})
+    async with tg.session.get(tg.url + "demo-pkg/") as r:
+        assert r.status == 401 and "WWW-Authenticate" in r.headers
+    async with tg.session.get(tg.url + "demo-pkg/", headers=BOB) as r:
+        assert r.status == 200  # any configured user may read
+    async with tg.session.get(f"{tg.origin}/files/demo-pkg/{wheels['w10'].name}", headers=basic("bob", "nope")) as r:
+        assert r.status == 401
