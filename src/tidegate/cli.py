@@ -13,6 +13,7 @@ import time
 from typing import Any, Sequence
 
 from . import __version__
+from .client import cli as client_cli
 from .config import DEFAULT_PORT, ConfigError, Settings, load
 
 log = logging.getLogger("tidegate")
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     hashpw = commands.add_parser("hash-password", help="print a hashed password for a [[users]] entry")
     hashpw.add_argument("--password", help="the password (default: prompt)")
+    client_cli.add_parsers(commands)
     return parser
 
 
@@ -59,6 +61,8 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Set
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("upload", "session"):
+        return client_cli.run(args)
     if args.command == "hash-password":
         from .passwords import hash_password
 
@@ -79,18 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
-    from .cache.blobs import BlobStore
+    from .app import recover
+    from .upstream.client import split_credentials
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # Before any worker runs: drop partial downloads a crash may have left, reconcile the index.
-    store = BlobStore(settings.data_dir / "blobs", settings.files_max_size)
-    store.recover()
-    store.close()
+    recover(settings)
     sock = _listen(settings.host, settings.port)
     workers = settings.effective_workers()
     host, port = sock.getsockname()[:2]
     log.info("tidegate serving http://%s:%s/simple/ with %d worker(s), data in %s, upstreams: %s", host, port,
-             workers, settings.data_dir, ", ".join(u.url for u in settings.upstreams) or "none")
+             workers, settings.data_dir, ", ".join(split_credentials(u.url)[0] for u in settings.upstreams) or "none")
     if settings.offline:
         log.info("offline: upstreams are never contacted")
     if workers == 1:
