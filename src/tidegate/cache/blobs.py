@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -34,9 +35,13 @@ class BlobStore:
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS blobs_atime ON blobs (atime)")
         self._touched: dict[str, float] = {}
+        # The connection is used from the event loop and from threads (commit runs in one):
+        # every use, and close, holds this lock.
+        self._lock = threading.RLock()
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def path(self, key: str) -> Path:
         return self.files / key[:2] / key
@@ -60,7 +65,8 @@ class BlobStore:
         now = time.time()
         if now - self._touched.get(key, 0.0) >= _TOUCH_INTERVAL:
             self._touched[key] = now
-            self._db.execute("UPDATE blobs SET atime = ? WHERE key = ?", (now, key))
+            with self._lock:
+                self._db.execute("UPDATE blobs SET atime = ? WHERE key = ?", (now, key))
 
     def commit(self, temp: Path, key: str) -> Path:
         """Make a verified, fsynced temp file the blob for key (atomically), then evict if needed."""
@@ -69,25 +75,32 @@ class BlobStore:
         size = temp.stat().st_size
         os.replace(temp, final)
         _fsync_dir(final.parent)
-        self._db.execute(
-            "INSERT OR REPLACE INTO blobs (key, size, atime) VALUES (?, ?, ?)", (key, size, time.time())
-        )
-        self.evict(keep=key)
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO blobs (key, size, atime) VALUES (?, ?, ?)", (key, size, time.time())
+            )
+            self.evict(keep=key)
         return final
 
     def remove(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
-        self._db.execute("DELETE FROM blobs WHERE key = ?", (key,))
+        with self._lock:
+            self._db.execute("DELETE FROM blobs WHERE key = ?", (key,))
         self._touched.pop(key, None)
 
     def total_size(self) -> int:
-        return self._db.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0]
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0]
 
     def evict(self, keep: str | None = None) -> list[str]:
         """Remove least recently used blobs until the store fits max_size. A client still reading
         an evicted file is unaffected: it holds an open descriptor, and unlink keeps the data.
         `keep` (the blob just committed) always stays, even if it alone exceeds the limit, so a
         file larger than the cache can still be served until the next one arrives."""
+        with self._lock:
+            return self._evict(keep)
+
+    def _evict(self, keep: str | None) -> list[str]:
         total = self.total_size()
         removed: list[str] = []
         if total <= self.max_size:

@@ -164,7 +164,10 @@ class Store:
         self.generation = 0  # bumped whenever this or another process changed the database
 
     def close(self) -> None:
-        self._db.close()
+        # Under the lock: a thread may still be inside a transaction (the expiry sweep runs in
+        # one, and cancelling the task awaiting it does not stop it); closing under it crashes.
+        with self._lock:
+            self._db.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
