@@ -15,12 +15,12 @@ import os
 from pathlib import Path
 from typing import AsyncIterator
 
-import aiofiles
 import aiohttp
 
 from ..simple.model import File
 from ..upstream.client import UpstreamClient, UpstreamError
 from .blobs import BlobStore
+from .sink import HashingSink
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +36,6 @@ def blob_key(file: File) -> str:
     if file.sha256:
         return file.sha256
     return "url-" + hashlib.sha256(file.url.encode()).hexdigest()
-
-
-def hashers_for(file: File) -> dict[str, "hashlib._Hash"]:
-    hashers = {}
-    for name in file.hashes:
-        try:
-            hashers[name] = hashlib.new(name)
-        except ValueError:
-            continue
-    return hashers
 
 
 class Download:
@@ -90,27 +80,26 @@ class Download:
             if self.size is not None and length is not None and length != self.size:
                 raise DownloadFailed(f"{self.file.filename}: upstream sent {length} bytes, its index says {self.size}")
             self.size = self.size if self.size is not None else length
-            hashers = hashers_for(self.file)
-            # aiofiles: writes go through a thread, so a slow disk never stalls the event loop.
-            async with aiofiles.open(self.temp, "wb") as out:
-                self.started.set()
-                try:
-                    async for chunk in response.content.iter_chunked(CHUNK):
-                        await out.write(chunk)
-                        for h in hashers.values():
-                            h.update(chunk)
-                        self.written += len(chunk)
-                        if self.size is not None and self.written > self.size:
-                            raise DownloadFailed(f"{self.file.filename}: upstream sent more than {self.size} bytes")
-                        self._notify()
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                    raise DownloadFailed(f"{self.file.filename}: download interrupted: {exc}") from exc
-                await out.flush()
-                await asyncio.to_thread(os.fsync, out.fileno())
+            sink = HashingSink(self.temp, {n for n in self.file.hashes if n in hashlib.algorithms_available})
+            self.started.set()
+            try:
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    await sink.write(chunk)
+                    self.written += len(chunk)
+                    if self.size is not None and self.written > self.size:
+                        raise DownloadFailed(f"{self.file.filename}: upstream sent more than {self.size} bytes")
+                    self._notify()
+                digests = await sink.finish()
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                await sink.abort()
+                raise DownloadFailed(f"{self.file.filename}: download interrupted: {exc}") from exc
+            except BaseException:
+                await sink.abort()
+                raise
         if self.size is not None and self.written != self.size:
             raise DownloadFailed(f"{self.file.filename}: truncated: {self.written} of {self.size} bytes")
         for name, expected in self.file.hashes.items():
-            if name in hashers and hashers[name].hexdigest() != expected:
+            if name in digests and digests[name] != expected:
                 raise DownloadFailed(f"{self.file.filename}: {name} mismatch, the upstream sent other bytes than its index lists")
         self.size = self.written
         return await asyncio.to_thread(blobs.commit, self.temp, self.key)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
-import aiofiles
-
+from ..cache.sink import HashingSink
 from ..config import Settings
 from ..proxy import Proxy
 from ..upstream.client import UpstreamError
@@ -25,10 +23,6 @@ class Received:
     size: int
     sha256: str
     digests: dict[str, str]  # every algorithm asked for, computed over the bytes received
-
-
-def _hasher(name: str):
-    return hashlib.blake2b(digest_size=32) if name == "blake2_256" else hashlib.new(name)
 
 
 def new_token() -> str:
@@ -45,26 +39,18 @@ class Publisher:
     async def receive(self, chunks: AsyncIterator[bytes], *, algorithms: set[str], limit: int) -> Received:
         """Stream an upload to a temp file (never whole in memory), hashing as it goes. The caller
         commits or discards the temp file; a failure here removes it. `algorithms` are hashlib
-        names, plus "blake2_256" (BLAKE2b with a 32-byte digest, as the legacy API names it)."""
-        temp = self.local.blobs.temp_path("upload")
-        hashers = {name: _hasher(name) for name in algorithms | {"sha256"}}
-        size = 0
+        names, plus "blake2_256" as the legacy API names BLAKE2b-256."""
+        sink = HashingSink(self.local.blobs.temp_path("upload"), algorithms | {"sha256"})
         try:
-            async with aiofiles.open(temp, "wb") as out:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > limit:
-                        raise UploadError(f"The file is larger than the {limit} bytes allowed.", status=413, source="content")
-                    for h in hashers.values():
-                        h.update(chunk)
-                    await out.write(chunk)
-                await out.flush()
-                await asyncio.to_thread(os.fsync, out.fileno())
+            async for chunk in chunks:
+                if sink.size + len(chunk) > limit:
+                    raise UploadError(f"The file is larger than the {limit} bytes allowed.", status=413, source="content")
+                await sink.write(chunk)
+            digests = await sink.finish()
         except BaseException:
-            temp.unlink(missing_ok=True)
+            await sink.abort()
             raise
-        digests = {name: h.hexdigest() for name, h in hashers.items()}
-        return Received(temp, size, digests["sha256"], digests)
+        return Received(sink.path, sink.size, digests["sha256"], digests)
 
     def discard(self, received: Received) -> None:
         received.temp.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 
-from aiohttp import BodyPartReader, hdrs, web
+from aiohttp import BodyPartReader, web
 
 from ..publish.service import Publisher, Received
 from ..publish.store import Conflict, PublishedFile, upload_time
