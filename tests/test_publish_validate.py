@@ -113,7 +113,6 @@ def test_bad_version(version: object) -> None:
     [
         (WHEEL, "wheel"),
         ("Demo.Pkg-1.0-1-cp311-cp311-manylinux_2_17_x86_64.whl", "wheel"),
-        ("demo_pkg-1.0.0-py3-none-any.whl", "wheel"),  # 1.0.0 == 1.0
         (SDIST, "sdist"),
         ("demo-pkg-1.0.tar.gz", "sdist"),
         ("demo_pkg-1.0.zip", "sdist"),  # legacy, accepted
@@ -130,6 +129,8 @@ def test_filename_ok(filename: str, kind: str) -> None:
         ("other-1.0-py3-none-any.whl", "names project"),
         ("demo_pkg-1.1.tar.gz", "version"),
         ("demo_pkg-1.1-py3-none-any.whl", "version"),
+        ("demo_pkg-1.0.0-py3-none-any.whl", "normalized version"),  # == 1.0, but a second name for it
+        ("demo_pkg-1.00.tar.gz", "normalized version"),
         ("demo_pkg-1.0-py3-none.whl", "not a valid wheel"),
         ("demo_pkg-1.0-x-py3-none-any.whl", "not a valid wheel"),  # build tag must start with a digit
         ("demo_pkg.whl", "not a valid wheel"),
@@ -224,9 +225,10 @@ def test_valid_sdist(tmp_path: Path) -> None:
 
 
 def test_valid_sdist_legacy_spellings(tmp_path: Path) -> None:
-    # Top-level directory in the project's own spelling and an unnormalized version.
-    path = tmp_path / "Demo.Pkg-1.0.0.tar.gz"
-    top = "Demo.Pkg-1.0.0"
+    # Top-level directory and metadata in the project's own spelling; metadata may spell the
+    # version unnormalized (the filename may not: one artifact, one name).
+    path = tmp_path / "Demo.Pkg-1.0.tar.gz"
+    top = "Demo.Pkg-1.0"
     with tarfile.open(path, "w:gz") as tf:
         data = metadata(name="Demo.Pkg", version="1.0.0")
         info = tarfile.TarInfo(f"{top}/PKG-INFO")

@@ -488,3 +488,31 @@ async def test_read_auth_protects_the_index_but_not_stages(tidegate, wheels):
         assert r.status == 200  # any configured user may read
     async with tg.session.get(f"{tg.origin}/files/demo-pkg/{wheels['w10'].name}", headers=basic("bob", "nope")) as r:
         assert r.status == 401
+
+
+async def test_yank_and_unyank_a_local_file(tg, wheels, installer_env):
+    import os
+    import sys
+
+    c = Client(tg)
+    _, session, _ = await c.create()
+    await c.add_file(session, wheels["w10"])
+    await c.call("POST", session["links"]["publish"], {})
+
+    async def yank(*args):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tidegate", "yank", "--data-dir", str(tg.settings.data_dir), *args,
+            env={**os.environ, **installer_env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        return proc.returncode, out.decode()
+
+    async def entry():
+        async with tg.session.get(tg.url + "demo-pkg/", headers={"Accept": SIMPLE_JSON}) as r:
+            return json.loads(await r.read())["files"][0]
+
+    assert (await yank(wheels["w10"].name, "--reason", "broken <build>"))[0] == 0
+    assert (await entry())["yanked"] == "broken <build>"  # the running server sees it at once
+    assert (await yank(wheels["w10"].name, "--undo"))[0] == 0
+    assert "yanked" not in await entry()
+    code, out = await yank("nope-1.0.tar.gz")
+    assert code == 1 and "not a published file" in out

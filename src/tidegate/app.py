@@ -113,11 +113,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 async def _expire_sessions(publisher: Publisher) -> None:
     """Cancel expired publishing sessions (purging their files) and forget old finished ones."""
-    settings = publisher.settings
     while True:
         try:
-            orphans = await asyncio.to_thread(publisher.local.store.expire, time.time(), settings.session_retention)
-            publisher.remove_blobs(orphans)
+            await asyncio.to_thread(publisher.expire_now)
+            await asyncio.to_thread(publisher.collect_garbage)
         except Exception:
             log.exception("expiring publishing sessions failed")
         await asyncio.sleep(EXPIRY_INTERVAL)

@@ -45,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
     serve.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
 
+    yank = commands.add_parser("yank", help="yank (or un-yank) a file of the local index (PEP 592)",
+                               description="Mark a published local file as yanked: installers skip it unless "
+                                           "a requirement pins its exact version. Runs on the server's data "
+                                           "directory; running workers see the change at once.")
+    yank.add_argument("filename", help="the published file, e.g. acme_core-2.0-py3-none-any.whl")
+    yank.add_argument("--reason", default="", help="why it was yanked (shown by pip and uv)")
+    yank.add_argument("--undo", action="store_true", help="un-yank the file")
+    yank.add_argument("--config", metavar="FILE", default=os.environ.get("TIDEGATE_CONFIG"))
+    yank.add_argument("--data-dir", dest="data_dir", metavar="DIR")
+
     hashpw = commands.add_parser("hash-password", help="print a hashed password for a [[users]] entry")
     hashpw.add_argument("--password", help="the password (default: prompt)")
     client_cli.add_parsers(commands)
@@ -53,10 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
     flags: dict[str, Any] = {
-        key: getattr(args, key)
+        key: getattr(args, key, None)
         for key in ("host", "port", "data_dir", "upstreams", "offline", "workers", "log_level")
     }
     return load(args.config, environ, flags)
+
+
+def yank(settings: Settings, filename: str, reason: str | None) -> int:
+    from .publish.store import Store
+
+    store = Store(settings.data_dir / "local" / "index.db")
+    try:
+        if not store.set_yanked(filename, reason):
+            print(f"tidegate: {filename} is not a published file of the local index", file=sys.stderr)
+            return 1
+    finally:
+        store.close()
+    print(f"{filename}: {'un-yanked' if reason is None else 'yanked'}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tidegate: bad setting {exc}", file=sys.stderr)
         return 2
+    if args.command == "yank":
+        return yank(settings, args.filename, None if args.undo else args.reason)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     try:
         return serve(settings)

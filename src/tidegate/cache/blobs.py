@@ -82,6 +82,10 @@ class BlobStore:
             self.evict(keep=key)
         return final
 
+    def keys(self) -> list[str]:
+        with self._lock:
+            return [key for (key,) in self._db.execute("SELECT key FROM blobs")]
+
     def remove(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
         with self._lock:

@@ -38,6 +38,11 @@ class LocalIndex:
             self._names = self.store.local_projects()
             self._pages.clear()
 
+    def generation(self) -> int:
+        """Changes whenever the local index (in any worker) changed."""
+        self._sync()
+        return self._seen_generation
+
     def has(self, name: str) -> bool:
         self._sync()
         return name in self._names

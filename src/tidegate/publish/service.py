@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
@@ -59,9 +60,11 @@ class Publisher:
         return await asyncio.to_thread(self.local.blobs.commit, received.temp, received.sha256)
 
     async def inspect(self, sha256: str, filename: str, project: str, version: str) -> Inspected:
-        path = self.local.blobs.path(sha256)
-        inspected = await asyncio.to_thread(inspect_archive, path, filename, project, version)
-        return inspected
+        try:
+            return await asyncio.to_thread(inspect_archive, self.local.blobs.path(sha256), filename, project, version)
+        except FileNotFoundError:
+            raise UploadError("The uploaded bytes are no longer stored; upload the file again.",
+                              source="content") from None
 
     async def keep_metadata(self, filename: str, inspected: Inspected) -> str | None:
         """Store a wheel's METADATA as its PEP 658 metadata file; returns its sha256."""
@@ -86,6 +89,24 @@ class Publisher:
             raise UploadError(
                 f"{project} is a project on {upstream}; a local upload would shadow it for every client. "
                 "Add it to `shadow` in the configuration if that is intended.", status=403, source="name")
+
+    def expire_now(self) -> None:
+        """Cancel expired sessions and purge their files (the sweep does this periodically)."""
+        self.remove_blobs(self.local.store.expire(time.time(), self.settings.session_retention))
+
+    def collect_garbage(self, grace: float = 3600.0) -> None:
+        """Delete local blobs that nothing refers to, such as those a crash left between the
+        commit of the bytes and the row that would have pointed at them. The grace period keeps
+        the blob of an upload still between those two steps."""
+        cutoff = time.time() - grace
+        for key in self.local.blobs.keys():
+            path = self.local.blobs.path(key)
+            try:
+                old = path.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                old = True
+            if old and not self.local.store.referenced(key):
+                self.local.blobs.remove(key)
 
     def remove_blobs(self, sha256s: list[str]) -> None:
         for digest in sha256s:

@@ -146,6 +146,12 @@ def _file(row: sqlite3.Row) -> PublishedFile:
                          row["yanked"], row["attestations"])
 
 
+def already_exists(filename: str) -> str:
+    """The refusal twine's --skip-existing recognises (it looks for "File already exists")."""
+    return (f"File already exists: {filename} was published with other contents; published files never "
+            "change, so upload it under a new version.")
+
+
 def upload_time(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
 
@@ -229,11 +235,18 @@ class Store:
             if existing is not None:
                 if existing[0] == file.sha256:
                     return "identical"
-                raise Conflict(f"File already exists: {file.filename} was published with other contents; "
-                               "published files never change, so upload it under a new version.", status=400)
+                raise Conflict(already_exists(file.filename), status=400)
+            if _is_sdist(file.filename) and (other := _published_sdists(db, file.project, file.version)):
+                raise Conflict(f"A release has one source distribution, and {file.version} has {other[0]}.",
+                               status=400)
             db.execute("INSERT OR IGNORE INTO projects (name, created_at) VALUES (?, ?)", (file.project, now))
             _insert_file(db, file, session=None)
             return "added"
+
+    def set_yanked(self, filename: str, reason: str | None) -> bool:
+        """Yank a published file (reason "" for none) or, with None, un-yank it (PEP 592)."""
+        with self._write() as db:
+            return db.execute("UPDATE files SET yanked = ? WHERE filename = ?", (reason, filename)).rowcount == 1
 
     # --- publishing sessions ---
 
@@ -291,6 +304,8 @@ class Store:
             session = _session(db.execute("SELECT * FROM sessions WHERE token = ?", (token,)).fetchone())
             if session.status not in states.EDITABLE:
                 raise Conflict(f"The session is {session.status}; only an open session can be published.")
+            if session.expires_at < now:
+                raise Conflict("The session has expired.", status=404)
             uploads = [_upload(r) for r in db.execute(
                 "SELECT * FROM uploads WHERE token = ? AND status != ?", (token, states.CANCELED))]
             unfinished = [u for u in uploads if u.status != states.COMPLETED]
@@ -305,10 +320,16 @@ class Store:
             if taken:
                 raise Conflict("Already published, and published files never change: " + ", ".join(taken) + ".",
                                files=taken)
+            sdists = [u.filename for u in uploads if _is_sdist(u.filename)] + _published_sdists(db, session.project, session.version)
+            if len(sdists) > 1:
+                raise Conflict("A release has one source distribution; these compete: " + ", ".join(sdists) + ".",
+                               files=sdists)
             stamp = upload_time(now)
             for u in uploads:
+                # The sha256 we computed is always advertised, whatever the client declared.
+                hashes = {**u.hashes, "sha256": u.sha256 or ""}
                 _insert_file(db, PublishedFile(
-                    u.filename, session.project, session.version, u.sha256 or "", u.hashes, u.size, stamp,
+                    u.filename, session.project, session.version, u.sha256 or "", hashes, u.size, stamp,
                     u.requires_python, u.metadata_sha256, None, u.attestations), session=token)
             new_status = states.session_transition(session.status, states.SessionEvent.PUBLISH_IMMEDIATE)
             db.execute("UPDATE sessions SET status = ?, ended_at = ? WHERE token = ?", (new_status, now, token))
@@ -319,9 +340,11 @@ class Store:
     def create_upload(self, upload_id: str, token: str, filename: str, size: int, hashes: dict[str, str],
                       mechanism: str, now: float, lifetime: float) -> Upload:
         with self._write() as db:
-            session = db.execute("SELECT status, expires_at FROM sessions WHERE token = ?", (token,)).fetchone()
+            session = db.execute("SELECT * FROM sessions WHERE token = ?", (token,)).fetchone()
             if session["status"] not in states.EDITABLE:
                 raise Conflict(f"The session is {session['status']}; files can only be added to an open session.")
+            if session["expires_at"] < now:
+                raise Conflict("The session has expired.", status=404)
             if db.execute("SELECT 1 FROM files WHERE filename = ?", (filename,)).fetchone():
                 raise Conflict(f"{filename} is already published, and published files never change.")
             other = db.execute("SELECT status FROM uploads WHERE token = ? AND filename = ? AND status != ?",
@@ -394,8 +417,10 @@ class Store:
                 _release_unused_name(db, project)
                 orphans += _orphans(db, token)
             # Pending uploads past their own expiry are canceled too (their session lives on).
-            db.execute("UPDATE uploads SET status = ? WHERE status = ? AND expires_at < ?",
-                       (states.CANCELED, states.PENDING, now))
+            for upload_id, token in db.execute("SELECT id, token FROM uploads WHERE status = ? AND expires_at < ?",
+                                               (states.PENDING, now)).fetchall():
+                db.execute("UPDATE uploads SET status = ? WHERE id = ?", (states.CANCELED, upload_id))
+                orphans += _orphans(db, token, only=upload_id)
             old = [r[0] for r in db.execute("SELECT token FROM sessions WHERE ended_at IS NOT NULL AND ended_at < ?",
                                             (now - retention,))]
             for token in old:
@@ -425,6 +450,15 @@ def _insert_file(db: sqlite3.Connection, f: PublishedFile, *, session: str | Non
         (f.filename, f.project, f.version, f.sha256, json.dumps(f.hashes), f.size, f.upload_time, f.requires_python,
          f.metadata_sha256, f.yanked, f.attestations, session),
     )
+
+
+def _is_sdist(filename: str) -> bool:
+    return filename.endswith((".tar.gz", ".zip"))
+
+
+def _published_sdists(db: sqlite3.Connection, project: str, version: str) -> list[str]:
+    return [name for (name,) in db.execute("SELECT filename FROM files WHERE project = ? AND version = ?",
+                                           (project, version)) if _is_sdist(name)]
 
 
 def _touch_session(db: sqlite3.Connection, token: str) -> None:

@@ -33,6 +33,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from ..simple.model import valid_filename
+
 __all__ = [
     "MAX_MEMBERS",
     "MAX_METADATA",
@@ -109,6 +111,9 @@ def check_name_version(name: str, version: str) -> tuple[str, str]:
     except InvalidVersion:
         raise UploadError(f"{version!r} is not a valid version; use a PEP 440 version such as '1.0'.",
                           source="version") from None
+    if parsed.local is not None:
+        raise UploadError(f"{version!r} has a local version label (+{parsed.local}); an index takes only public "
+                          "versions, so drop the label.", source="version")
     return canonicalize_name(name), str(parsed)
 
 
@@ -126,6 +131,9 @@ def check_filename(filename: str, name: str, version: str) -> Kind:
     if any(c in filename for c in "/\\\0") or filename.startswith("."):
         raise UploadError(f"{filename!r} is not a plain file name; remove any directory part, NUL or leading dot.",
                           source="filename")
+    if not valid_filename(filename):
+        raise UploadError(f"{filename!r} has characters a distribution filename cannot have; use ASCII letters, "
+                          "digits and . _ + ! -", source="filename")
     try:
         if filename.endswith(".whl"):
             kind: Kind = "wheel"
@@ -141,6 +149,12 @@ def check_filename(filename: str, name: str, version: str) -> Kind:
         raise UploadError(f"{filename!r} is not a valid {kind} filename ({e}); name it like {example!r}.",
                           source="filename") from None
     _check_release(f"{filename!r}", file_name, file_version, name, version, source="filename")
+    # One artifact, one name: the version must be spelled normalized ("1.0", not "1.0.0" or "1.00").
+    spelled = filename.split("-")[1] if kind == "wheel" else filename.removesuffix(".tar.gz").removesuffix(".zip").rpartition("-")[2]
+    release = str(_version(version))
+    if spelled != release:
+        raise UploadError(f"{filename!r} spells version {release} as {spelled!r}; name the file with the "
+                          f"normalized version {release}.", source="filename")
     return kind
 
 

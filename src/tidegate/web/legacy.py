@@ -14,7 +14,7 @@ import time
 from aiohttp import BodyPartReader, web
 
 from ..publish.service import Publisher, Received
-from ..publish.store import Conflict, PublishedFile, upload_time
+from ..publish.store import Conflict, PublishedFile, already_exists, upload_time
 from ..publish.validate import UploadError, check_filename, check_name_version
 from .auth import CHALLENGE, authenticate
 from .keys import PUBLISHER, SETTINGS
@@ -48,10 +48,12 @@ async def read_form(request: web.Request, publisher: Publisher, limit: int) -> t
 
                 received = await publisher.receive(chunks(), algorithms={"md5", "blake2_256"}, limit=limit)
             else:
-                value = await part.read(decode=True)
-                if len(value) > MAX_FIELD:
-                    raise UploadError(f"The form field {part.name} is too large.", source=part.name)
-                fields[part.name] = value.decode("utf-8", "replace")
+                value = bytearray()
+                while chunk := await part.read_chunk(64 * 1024):
+                    value += chunk
+                    if len(value) > MAX_FIELD:  # checked while reading: never buffer a huge field
+                        raise UploadError(f"The form field {part.name} is too large.", source=part.name)
+                fields[part.name] = bytes(part.decode(bytes(value))).decode("utf-8", "replace")
     except BaseException:
         if received is not None:
             publisher.discard(received)
@@ -99,6 +101,8 @@ async def _publish(request, publisher: Publisher, user, fields: dict[str, str], 
     existing = publisher.local.store.published(filename)
     if existing is not None and existing.sha256 == received.sha256:
         return web.Response(text="OK: identical file already published\n")  # re-upload: nothing changes
+    if existing is not None:  # before any content check: twine --skip-existing looks for this
+        return refuse(400, already_exists(filename))
     try:
         await publisher.check_new_name(project)
         await publisher.commit(received)

@@ -38,7 +38,15 @@ class Problem(Exception):
 
 @web.middleware
 async def problems(request: web.Request, handler) -> web.StreamResponse:
+    """Every error of the upload API as a problem document, aiohttp's own (404, 405, 413) too."""
     try:
         return await handler(request)
     except Problem as problem:
         return problem.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        detail = {404: "No such Upload 2.0 endpoint.", 405: f"{request.method} is not allowed here.",
+                  413: "The request body is too large."}.get(exc.status, exc.reason)
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return Problem(exc.status, detail, headers=headers).response()

@@ -105,28 +105,31 @@ def page_response(request: web.Request, record: PageRecord, rep: Representation,
 ROOT_MEMO_SECONDS = 10.0
 
 
-async def root_index(request: web.Request) -> web.StreamResponse:
-    """The list of projects this index knows: every cached or local project."""
+async def root_index(request: web.Request, extra: str | None = None) -> web.StreamResponse:
+    """The list of projects this index knows: every cached or local project (and, for a stage,
+    `extra`: its session's project, which may be a first release nobody else sees)."""
     rep = representation(request)
     if rep is None:
         return not_acceptable()
     memos = request.app[ROOT_MEMO]
-    record = memos.get("root")
-    if record is None or time.monotonic() - memos["root_built"] > ROOT_MEMO_SECONDS:
-        proxy = request.app[PROXY]
-        names = sorted(set(proxy.pages.names()) | (proxy.local.names() if proxy.local else set()))
+    proxy = request.app[PROXY]
+    key, generation = f"root:{extra}", proxy.local.generation() if proxy.local else 0
+    record = memos.get(key)
+    if record is None or time.monotonic() - memos[key + ":built"] > ROOT_MEMO_SECONDS or memos[key + ":gen"] != generation:
+        names = set(proxy.pages.names()) | (proxy.local.names() if proxy.local else set())
+        names = sorted(names | {extra} if extra else names)
         record = PageRecord(name="", parts=(), served=None, fetched_at=time.time(), changed_at=time.time())
         html = render_index_html(names)
         record.bodies = {Representation.JSON: render_index_json(names), Representation.HTML: html,
                          Representation.TEXT: html}
         record.etags = {rep: f'"{hashlib.sha256(body).hexdigest()[:32]}-{rep.name.lower()}"'
                         for rep, body in record.bodies.items()}
-        previous = memos.get("root")
+        previous = memos.get(key)
         if previous is not None and previous.bodies == record.bodies:
             record = previous  # unchanged: keep its Last-Modified
         else:
             record.last_modified = http_date(record.changed_at)
-        memos["root"], memos["root_built"] = record, time.monotonic()
+        memos[key], memos[key + ":built"], memos[key + ":gen"] = record, time.monotonic(), generation
     return page_response(request, record, rep, "local")
 
 

@@ -20,9 +20,10 @@ GONE = "No such stage: the session was published, canceled or has expired."
 
 
 async def stage_root(request: web.Request) -> web.StreamResponse:
-    if _session(request) is None:
+    session = _session(request)
+    if session is None:
         return error(404, GONE)
-    return await simple.root_index(request)
+    return await simple.root_index(request, extra=session.project)
 
 
 async def stage_project(request: web.Request) -> web.StreamResponse:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import re
 import secrets
 import time
 from datetime import datetime, timezone
@@ -56,17 +58,24 @@ async def read_request(request: web.Request) -> dict[str, Any]:
     content_type = request.headers.get(hdrs.CONTENT_TYPE, "").split(";")[0].strip().lower()
     if content_type != UPLOAD_JSON:
         raise Problem(415, f"Send requests as {UPLOAD_JSON}.", source="Content-Type")
-    try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "The request body is not valid JSON.", source="body") from None
+    body = parse_json(await request.read())
     if not isinstance(body, dict):
         raise Problem(400, "The request body must be a JSON object.", source="body")
     meta = body.get("meta")
     version = meta.get("api-version") if isinstance(meta, dict) else None
-    if not isinstance(version, str) or version.split(".")[0] != "2":
+    if not isinstance(version, str) or not API_VERSIONS.fullmatch(version):
         raise Problem(400, 'meta.api-version must be "2.0" (Upload 2.0).', source="meta.api-version")
     return body
+
+
+API_VERSIONS = re.compile(r"2\.[0-9]+")  # the major version is the contract; minors are compatible
+
+
+def parse_json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
+        raise Problem(400, "The request body is not valid JSON.", source="body") from None
 
 
 def require_user(request: web.Request) -> User:
@@ -86,8 +95,12 @@ def require_upload_right(user: User, project: str) -> None:
 def live_session(request: web.Request, user: User, *, allow_ended: bool = False) -> Session:
     """The session named in the URL, authorized for this user. Ended sessions keep only their
     status URL (allow_ended); their other URLs answer 404."""
-    store = request.config_dict[PUBLISHER].local.store
-    session = store.session(request.match_info["token"])
+    publisher = request.config_dict[PUBLISHER]
+    session = publisher.local.store.session(request.match_info["token"])
+    if session is not None and session.status in states.EDITABLE and session.expires_at < time.time():
+        # Past expires-at is expired now, not at the next sweep.
+        publisher.expire_now()
+        session = publisher.local.store.session(session.token)
     if session is None:
         raise Problem(404, "No such publishing session (it may have expired and been purged).")
     require_upload_right(user, session.project)
@@ -231,11 +244,14 @@ async def publish_session(request: web.Request) -> web.Response:
     return respond(session_body(request, publisher.local.store.session(session.token)), 201, {hdrs.LOCATION: location})
 
 
+MAX_EXTENSION = 10 * 365 * 86400.0  # beyond any configurable maximum lifetime
+
+
 def extension(body: dict[str, Any]) -> float:
     seconds = body.get("extend-for")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
         raise Problem(400, "extend-for must be a number of seconds.", source="extend-for")
-    return float(seconds)
+    return float(min(seconds, MAX_EXTENSION))  # min first: float(10**400) would overflow
 
 
 async def extend_session(request: web.Request) -> web.Response:
@@ -337,9 +353,11 @@ async def upload_content(request: web.Request) -> web.Response:
         if wrong:
             raise Problem(400, f"The bytes received do not match the declared {', '.join(wrong)}.", source="hashes")
         await publisher.commit(received)
-        await asyncio.to_thread(publisher.local.store.set_upload_bytes, upload.id, received.sha256)
-    except Conflict as exc:
-        raise conflict(exc) from None
+        try:
+            await asyncio.to_thread(publisher.local.store.set_upload_bytes, upload.id, received.sha256)
+        except Conflict as exc:  # canceled or deleted while the bytes were arriving
+            publisher.remove_blobs([received.sha256])
+            raise conflict(exc) from None
     finally:
         publisher.discard(received)
     return web.Response(status=204)
@@ -348,10 +366,7 @@ async def upload_content(request: web.Request) -> web.Response:
 async def upload_attestations(request: web.Request) -> web.Response:
     session = live_session(request, require_user(request))
     upload = file_upload(request, session)
-    try:
-        attestations = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "Attestations must be a JSON array of PEP 740 attestation objects.", source="body") from None
+    attestations = parse_json(await request.read())
     if not isinstance(attestations, list) or not attestations or not all(
         isinstance(a, dict) and isinstance(a.get("envelope"), dict) and "verification_material" in a
         for a in attestations
@@ -379,8 +394,11 @@ async def complete_upload(request: web.Request) -> web.Response:
         raise Problem(400, "No bytes were uploaded before completion; delete this upload and start again.",
                       source="content", headers=headers)
     if upload.size > request.config_dict[SETTINGS].deferred_validation:
-        updated = await asyncio.to_thread(publisher.local.store.finish_upload, upload.id,
-                                          states.FileEvent.COMPLETE_DEFERRED)
+        try:
+            updated = await asyncio.to_thread(publisher.local.store.finish_upload, upload.id,
+                                              states.FileEvent.COMPLETE_DEFERRED)
+        except states.Refused as exc:  # deleted meanwhile
+            raise refused(exc) from None
         task = asyncio.ensure_future(_validate(publisher, session, upload, deferred=True))
         request.config_dict[BACKGROUND].add(task)
         task.add_done_callback(request.config_dict[BACKGROUND].discard)
@@ -419,10 +437,6 @@ async def _fail(publisher: Publisher, upload: Upload, message: str, *, deferred:
 BACKGROUND = web.AppKey("upload_background", set)
 
 
-async def unknown(request: web.Request) -> web.Response:
-    raise Problem(404, "No such Upload 2.0 endpoint.")
-
-
 def app() -> web.Application:
     """The /upload/ sub-application: its own middleware turns Problems into RFC 9457 documents."""
     sub = web.Application(middlewares=[problems], client_max_size=1024**2)
@@ -442,6 +456,5 @@ def app() -> web.Application:
         web.post(upload + "/extend", extend_upload),
         web.post(upload + "/content", upload_content),
         web.post(upload + "/attestations", upload_attestations),
-        web.route("*", "/{tail:.*}", unknown),
     ])
     return sub

@@ -1,0 +1,336 @@
+"""Review tests for the write path (issue 3 / PEP 694). Each test states the expected behaviour;
+the ones that fail document a finding."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import shutil
+import time
+
+import pytest
+
+from support.dists import build_sdist, build_wheel
+
+UPLOAD = "application/vnd.pypi.upload.v2+json"
+PROBLEM = "application/problem+json"
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+META = {"api-version": "2.0"}
+
+
+def basic(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+ALICE = basic("alice", "wonderland")
+USERS = [{"name": "alice", "password": "wonderland", "upload": ["demo-*", "first-*"]}]
+
+
+class C:
+    def __init__(self, tg):
+        self.tg = tg
+
+    async def call(self, method, url, body=None, *, raw=None, headers=None, data=None):
+        h = dict(ALICE)
+        if body is not None:
+            h["Content-Type"] = UPLOAD
+            data = json.dumps({"meta": META, **body}).encode()
+        if raw is not None:
+            h["Content-Type"] = UPLOAD
+            data = raw
+        h.update(headers or {})
+        if not url.startswith("http"):
+            url = self.tg.origin + url
+        async with self.tg.session.request(method, url, data=data, headers=h, allow_redirects=False) as r:
+            text = await r.read()
+            try:
+                payload = json.loads(text)
+            except ValueError:
+                payload = text
+            return r.status, payload, r.headers
+
+    async def create(self, name="demo-pkg", version="1.0"):
+        status, body, _ = await self.call("POST", "/upload/", {"name": name, "version": version})
+        assert status == 201, body
+        return body
+
+    async def start(self, session, path, hashes=None):
+        data = path.read_bytes()
+        status, up, _ = await self.call("POST", session["links"]["upload"], {
+            "filename": path.name, "size": len(data),
+            "hashes": hashes or {"sha256": hashlib.sha256(data).hexdigest()}, "mechanism": "http-post-bytes"})
+        assert status == 202, up
+        return up
+
+    async def put(self, up, data):
+        return await self.call("POST", up["mechanism"]["file_url"], data=data,
+                               headers={"Content-Type": "application/octet-stream"})
+
+    async def add(self, session, path, hashes=None):
+        up = await self.start(session, path, hashes)
+        status, _, _ = await self.put(up, path.read_bytes())
+        assert status == 204
+        status, up2, _ = await self.call("POST", up["links"]["complete"], {})
+        assert status in (201, 202), up2
+        return up
+
+
+@pytest.fixture
+async def tg(tidegate):
+    return await tidegate(upstreams=[], users=USERS)
+
+
+@pytest.fixture
+def dist(tmp_path):
+    d = tmp_path / "dist"
+    d.mkdir()
+    return d
+
+
+def publisher(tg):
+    from tidegate.web.keys import PUBLISHER
+    return tg.app[PUBLISHER]
+
+
+def local_blobs(tg):
+    root = tg.settings.data_dir / "local"
+    return sorted(p.name for p in root.rglob("*") if p.is_file() and len(p.name) == 64)
+
+
+async def legacy(tg, path, *, name="demo-pkg", version="1.0", filename=None, data=None):
+    """A multipart body as twine (requests/urllib3) writes it: the filename unquoted."""
+    boundary = "reviewboundary1234"
+    parts = []
+    for key, value in ((":action", "file_upload"), ("protocol_version", "1"), ("name", name), ("version", version)):
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode())
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename or path.name}"\r\n'
+                 "Content-Type: application/octet-stream\r\n\r\n".encode())
+    parts.append(data if data is not None else path.read_bytes())
+    parts.append(f"\r\n--{boundary}--\r\n".encode())
+    headers = {**ALICE, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    async with tg.session.post(tg.origin + "/legacy/", data=b"".join(parts), headers=headers, allow_redirects=False) as r:
+        return r.status, (await r.text())
+
+
+async def simple_files(tg, name="demo-pkg"):
+    async with tg.session.get(f"{tg.origin}/simple/{name}/", headers={"Accept": SIMPLE_JSON}) as r:
+        if r.status != 200:
+            return r.status, None
+        return 200, json.loads(await r.read())["files"]
+
+
+# --- bad input must never be a 500 --------------------------------------------------------------
+
+
+async def test_extend_for_nan_is_400_not_500(tg):
+    c = C(tg)
+    s = await c.create()
+    status, body, _ = await c.call("POST", s["links"]["extend"], raw=b'{"meta": {"api-version": "2.0"}, "extend-for": NaN}')
+    assert status in (200, 400), (status, body)
+    status, body, _ = await c.call("GET", s["links"]["session"])
+    assert status == 200, body
+
+
+async def test_extend_for_huge_integer_is_not_500(tg):
+    c = C(tg)
+    s = await c.create()
+    status, body, _ = await c.call("POST", s["links"]["extend"], raw=b'{"meta": {"api-version": "2.0"}, "extend-for": 1' + b"0" * 400 + b"}")
+    assert status in (200, 400), (status, body)
+
+
+async def test_deeply_nested_json_is_400_not_500(tg):
+    c = C(tg)
+    status, body, _ = await c.call("POST", "/upload/", raw=b"[" * 200_000 + b"]" * 200_000)
+    assert status == 400, (status, body)
+
+
+async def test_deeply_nested_attestations_is_400_not_500(tg, dist):
+    c = C(tg)
+    s = await c.create()
+    up = await c.start(s, build_wheel(dist, "demo-pkg", "1.0"))
+    status, body, _ = await c.call("POST", up["mechanism"]["attestations_url"], data=b"[" * 200_000,
+                                   headers={"Content-Type": "application/json"})
+    assert status == 400, (status, body)
+
+
+async def test_oversized_json_body_is_a_problem_document(tg):
+    c = C(tg)
+    status, body, headers = await c.call("POST", "/upload/", raw=b" " * (2 * 1024 * 1024) + b"{}")
+    assert status == 413
+    assert headers["Content-Type"].startswith(PROBLEM), headers["Content-Type"]
+
+
+async def test_wheel_filename_with_lone_surrogate_tag_is_400_not_500(tg):
+    c = C(tg)
+    s = await c.create()
+    status, body, _ = await c.call("POST", s["links"]["upload"], {
+        "filename": "demo_pkg-1.0-py3-none-\ud800.whl", "size": 10,
+        "hashes": {"sha256": "0" * 64}, "mechanism": "http-post-bytes"})
+    assert status == 400, (status, body)
+
+
+# --- lifetimes ----------------------------------------------------------------------------------
+
+
+async def test_session_past_expires_at_cannot_be_published(tg, dist):
+    """expires-at is when the server expires the session; until the 30 s sweep runs, an expired
+    session still accepts publish (and uploads)."""
+    c = C(tg)
+    s = await c.create()
+    await c.add(s, build_wheel(dist, "demo-pkg", "1.0"))
+    store = publisher(tg).local.store
+    with store._write() as db:
+        db.execute("UPDATE sessions SET expires_at = ?", (time.time() - 5,))
+        db.execute("UPDATE uploads SET expires_at = ?", (time.time() - 5,))
+    status, body, _ = await c.call("POST", s["links"]["publish"], {})
+    assert status in (404, 409), (status, body)
+    assert (await simple_files(tg))[0] == 404
+
+
+async def test_expired_pending_upload_blob_is_purged(tg, dist):
+    """A pending upload whose own expiry passes is canceled by the sweep; its bytes must go too."""
+    c = C(tg)
+    s = await c.create()
+    wheel = build_wheel(dist, "demo-pkg", "1.0")
+    up = await c.start(s, wheel)
+    assert (await c.put(up, wheel.read_bytes()))[0] == 204
+    assert local_blobs(tg)
+    pub = publisher(tg)
+    with pub.local.store._write() as db:
+        db.execute("UPDATE uploads SET expires_at = ?", (time.time() - 5,))
+    orphans = pub.local.store.expire(time.time(), tg.settings.session_retention)
+    pub.remove_blobs(orphans)
+    status, body, _ = await c.call("GET", up["links"]["file-upload-session"])
+    assert body["status"] == "canceled"
+    assert local_blobs(tg) == [], "blob of the canceled upload is never removed"
+
+
+async def test_upload_canceled_mid_transfer_leaves_no_blob(tg, dist):
+    """Session canceled (or file deleted, or session expired) while http-post-bytes streams: the
+    bytes are committed and then refused, and the committed blob is never removed."""
+    c = C(tg)
+    s = await c.create()
+    wheel = build_wheel(dist, "demo-pkg", "1.0", padding=64 * 1024)
+    data = wheel.read_bytes()
+    up = await c.start(s, wheel)
+    first_sent, go = asyncio.Event(), asyncio.Event()
+
+    async def body():
+        yield data[:1000]
+        first_sent.set()
+        await go.wait()
+        yield data[1000:]
+
+    async def send():
+        async with tg.session.post(up["mechanism"]["file_url"], data=body(),
+                                   headers={**ALICE, "Content-Type": "application/octet-stream"}) as r:
+            return r.status
+
+    task = asyncio.ensure_future(send())
+    await first_sent.wait()
+    await asyncio.sleep(0.1)
+    assert (await c.call("DELETE", s["links"]["session"]))[0] == 200
+    go.set()
+    assert await task == 409
+    assert local_blobs(tg) == [], "orphan blob left by a canceled upload"
+
+
+async def test_deferred_complete_racing_delete_is_not_500(tg, dist, monkeypatch):
+    """A DELETE that commits between complete's status check and its state change gives a 500
+    (states.Refused escapes on the deferred path). Simulated deterministically."""
+    tg2 = tg
+    pub = publisher(tg2)
+    c = C(tg2)
+    s = await c.create()
+    wheel = build_wheel(dist, "demo-pkg", "1.0")
+    up = await c.start(s, wheel)
+    assert (await c.put(up, wheel.read_bytes()))[0] == 204
+    store = pub.local.store
+    real = store.finish_upload
+    from tidegate.publish import states
+
+    def racing(upload_id, event, **kw):
+        if event is states.FileEvent.COMPLETE_DEFERRED:
+            store.delete_upload(upload_id)  # the concurrent DELETE wins the race
+        return real(upload_id, event, **kw)
+
+    monkeypatch.setattr(store, "finish_upload", racing)
+    import dataclasses
+    from tidegate.web.keys import SETTINGS
+    small = dataclasses.replace(tg2.app[SETTINGS], deferred_validation=1)
+    tg2.app._state[SETTINGS] = small  # noqa: SLF001 (config_dict reads it per request)
+    status, body, _ = await c.call("POST", up["links"]["complete"], {})
+    assert status in (404, 409), (status, body)
+
+
+# --- Warehouse rules / the local index ----------------------------------------------------------
+
+
+async def test_legacy_only_one_sdist_per_release(tg, dist):
+    sdist = build_sdist(dist, "demo-pkg", "1.0")
+    assert (await legacy(tg, sdist))[0] == 200
+    status, text = await legacy(tg, sdist, filename="demo-pkg-1.0.tar.gz")
+    assert status == 400, "a second sdist (other spelling of the same name) was published"
+
+
+async def test_same_wheel_under_unnormalized_version_is_refused(tg, dist):
+    wheel = build_wheel(dist, "demo-pkg", "1.0")
+    assert (await legacy(tg, wheel))[0] == 200
+    status, text = await legacy(tg, wheel, filename="demo_pkg-1.0.0-py3-none-any.whl")
+    assert status in (400, 409), "two filenames for the same release and tags were both published"
+
+
+async def test_legacy_local_version_refused(tg, dist):
+    wheel = build_wheel(dist, "demo-pkg", "1.0+local")
+    status, text = await legacy(tg, wheel, version="1.0+local")
+    assert status == 400 and "local" in text.lower(), ("Warehouse refuses PEP 440 local versions", status, text)
+
+
+async def test_session_local_version_refused(tg):
+    c = C(tg)
+    status, body, _ = await c.call("POST", "/upload/", {"name": "demo-pkg", "version": "1.0+local"})
+    assert status == 400, body
+
+
+async def test_legacy_different_invalid_bytes_still_file_already_exists(tg, dist):
+    """twine --skip-existing keys on 'File already exists'; a corrupt re-upload is validated first."""
+    wheel = build_wheel(dist, "demo-pkg", "1.0")
+    assert (await legacy(tg, wheel))[0] == 200
+    status, text = await legacy(tg, wheel, data=b"not a zip at all")
+    assert status == 400 and text.startswith("File already exists"), text
+
+
+async def test_published_file_advertises_sha256_even_if_client_sent_other_hash(tg, dist):
+    c = C(tg)
+    s = await c.create()
+    wheel = build_wheel(dist, "demo-pkg", "1.0")
+    await c.add(s, wheel, hashes={"sha512": hashlib.sha512(wheel.read_bytes()).hexdigest()})
+    assert (await c.call("POST", s["links"]["publish"], {}))[0] == 201
+    status, files = await simple_files(tg)
+    assert status == 200
+    assert "sha256" in files[0]["hashes"], files[0]["hashes"]
+
+
+async def test_yanked_state_can_be_set(tg):
+    """Issue 3 §1 asks for yanked state on local projects; nothing can ever set files.yanked."""
+    import tidegate.cli as cli
+    import tidegate.publish.store as store_mod
+    src = open(cli.__file__).read() + open(store_mod.__file__).read()
+    assert "UPDATE files SET yanked" in src or "yank" in open(cli.__file__).read(), "no way to yank a local file"
+
+
+async def test_stage_root_lists_first_release_project(tg, dist):
+    """With --index-url <stage> alone the stage is the whole index; its root list should name the
+    staged first-release project (the regular /simple/ must not)."""
+    c = C(tg)
+    s = await c.create(name="first-thing")
+    await c.add(s, build_wheel(dist, "first-thing", "1.0"))
+    async with tg.session.get(s["links"]["stage"], headers={"Accept": SIMPLE_JSON}) as r:
+        assert r.status == 200
+        names = [p["name"] for p in json.loads(await r.read())["projects"]]
+    async with tg.session.get(tg.url, headers={"Accept": SIMPLE_JSON}) as r:
+        regular = [p["name"] for p in json.loads(await r.read())["projects"]]
+    assert "first-thing" not in regular
+    assert "first-thing" in names, names
