@@ -10,10 +10,11 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from typing import Any, Sequence
 
 from . import __version__
-from .client import cli as client_cli
+from .client import args as client_args
 from .config import DEFAULT_PORT, ConfigError, Settings, load
 
 log = logging.getLogger("tidegate")
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     hashpw = commands.add_parser("hash-password", help="print a hashed password for a [[users]] entry")
     hashpw.add_argument("--password", help="the password (default: prompt)")
-    client_cli.add_parsers(commands)
+    client_args.add_parsers(commands)
     return parser
 
 
@@ -86,6 +87,8 @@ def yank(settings: Settings, filename: str, reason: str | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("upload", "session"):
+        from .client import cli as client_cli  # imported only when used: it loads aiohttp
+
         return client_cli.run(args)
     if args.command == "hash-password":
         from .passwords import hash_password
@@ -155,17 +158,26 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int) -> int:
     them) and the on-disk caches; restart any that dies; stop them all on SIGTERM/SIGINT."""
     children: set[int] = set()
     stopping = False
+    stopping_code = [0]
+
+    started: dict[int, float] = {}
+    quick_deaths = 0
 
     def spawn() -> None:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            code = 0
             try:
                 _run_worker(settings, sock)
+            except BaseException:
+                traceback.print_exc()  # a worker's death must leave its reason in the log
+                code = 1
             finally:
-                os._exit(0)
+                os._exit(code)
         children.add(pid)
+        started[pid] = time.monotonic()
 
     def stop(signum, frame) -> None:
         nonlocal stopping
@@ -188,11 +200,19 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int) -> int:
         except InterruptedError:
             continue
         children.discard(pid)
-        if not stopping:
-            log.error("worker %d exited (status %d); starting another", pid, status)
-            time.sleep(0.5)
-            spawn()
-    return 0
+        if stopping:
+            continue
+        lived = time.monotonic() - started.pop(pid, 0.0)
+        quick_deaths = quick_deaths + 1 if lived < 5 else 0
+        if quick_deaths >= 5:  # crashing at start-up: restarting will not help
+            log.error("workers keep dying at start-up (last status %d); stopping", status)
+            stop(signal.SIGTERM, None)
+            stopping_code[0] = 1
+            continue
+        log.error("worker %d exited (status %d); starting another", pid, status)
+        time.sleep(0.5)
+        spawn()
+    return stopping_code[0]
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ class BlobStore:
         self._db = sqlite3.connect(root / "files.db", isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA busy_timeout=2000")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, size INTEGER NOT NULL, atime REAL NOT NULL)"
         )
@@ -65,8 +65,11 @@ class BlobStore:
         now = time.time()
         if now - self._touched.get(key, 0.0) >= _TOUCH_INTERVAL:
             self._touched[key] = now
-            with self._lock:
-                self._db.execute("UPDATE blobs SET atime = ? WHERE key = ?", (now, key))
+            try:
+                with self._lock:
+                    self._db.execute("UPDATE blobs SET atime = ? WHERE key = ?", (now, key))
+            except sqlite3.OperationalError:
+                pass  # another worker holds the write lock: an access time is only a hint
 
     def commit(self, temp: Path, key: str) -> Path:
         """Make a verified, fsynced temp file the blob for key (atomically), then evict if needed."""
@@ -75,11 +78,16 @@ class BlobStore:
         size = temp.stat().st_size
         os.replace(temp, final)
         _fsync_dir(final.parent)
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO blobs (key, size, atime) VALUES (?, ?, ?)", (key, size, time.time())
-            )
-            self.evict(keep=key)
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO blobs (key, size, atime) VALUES (?, ?, ?)", (key, size, time.time())
+                )
+                self.evict(keep=key)
+        except sqlite3.OperationalError:
+            # The file is committed whatever happens to its index row; startup recovery indexes
+            # files that have none. Failing the download here would only waste it.
+            pass
         return final
 
     def keys(self) -> list[str]:

@@ -101,6 +101,7 @@ class PageStore:
         self._memory: OrderedDict[str, PageRecord] = OrderedDict()
         self._memory_bytes = 0
         self._memory_limit = memory_limit
+        self._listed: set[str] = set()  # names this worker knows are listed: skips a write
 
     def close(self) -> None:
         self._disk.close()
@@ -122,11 +123,14 @@ class PageStore:
 
     def put(self, record: PageRecord) -> None:
         self._disk.set(("page", record.name), record)
-        # A separate small key per listed project keeps the root list cheap to build.
-        if record.found:
+        # A separate small key per listed project keeps the root list cheap to build; it is
+        # written only when it changes, since every diskcache write takes the shared write lock.
+        if record.found and record.name not in self._listed:
             self._disk.set(("listed", record.name), True)
-        else:
+            self._listed.add(record.name)
+        elif not record.found and (record.name in self._listed or ("listed", record.name) in self._disk):
             self._disk.delete(("listed", record.name))
+            self._listed.discard(record.name)
         self._remember(record)
 
     def names(self) -> list[str]:

@@ -24,7 +24,8 @@ class LocalIndex:
         self.blobs = BlobStore(data_dir / "local", max_size=2**62)
         self._names: set[str] = set()
         self._pages: dict[object, PageRecord] = {}
-        self._seen_generation = -1
+        self._seen: tuple[int, int] | None = None
+        self._generation = 0
 
     def close(self) -> None:
         self.store.close()
@@ -32,16 +33,17 @@ class LocalIndex:
 
     def _sync(self) -> None:
         """Drop what was rendered from an older state of the store."""
-        self.store.refresh()
-        if self.store.generation != self._seen_generation:
-            self._seen_generation = self.store.generation
+        stamp = self.store.stamp()
+        if stamp != self._seen:
+            self._seen = stamp
+            self._generation += 1
             self._names = self.store.local_projects()
             self._pages.clear()
 
     def generation(self) -> int:
         """Changes whenever the local index (in any worker) changed."""
         self._sync()
-        return self._seen_generation
+        return self._generation
 
     def has(self, name: str) -> bool:
         self._sync()

@@ -9,6 +9,7 @@ session's files visible in one commit.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -72,6 +73,9 @@ CREATE TABLE IF NOT EXISTS metadata (      -- PEP 658 metadata files, by their o
     body BLOB NOT NULL
 );
 """
+
+
+STAMP_LIMIT = 1 << 20
 
 
 class Conflict(Exception):
@@ -166,8 +170,11 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()  # one connection, used from the loop and from threads
-        self._data_version = -1
-        self.generation = 0  # bumped whenever this or another process changed the database
+        # Every commit appends a byte to this file, so its size counts commits. Workers compare
+        # its stat (one syscall, no lock) on each request to learn that any process changed the
+        # local index; file times alone are too coarse (a few ms) to tell two commits apart.
+        self._stamp = path.with_name(path.name + ".changed")
+        self._stamp.touch()
 
     def close(self) -> None:
         # Under the lock: a thread may still be inside a transaction (the expiry sweep runs in
@@ -187,21 +194,19 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-            self.generation += 1
+            with open(self._stamp, "ab") as stamp:
+                stamp.write(b".")
+                if stamp.tell() > STAMP_LIMIT:
+                    stamp.truncate(0)  # keeps it small; the mtime still differs from any seen
 
     def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
-    def refresh(self) -> bool:
-        """Whether another process committed since the last call (cheap: no disk read)."""
-        with self._lock:
-            version = self._db.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version:
-            self._data_version = version
-            self.generation += 1
-            return True
-        return False
+    def stamp(self) -> tuple[int, int]:
+        """Differs after any process committed a change."""
+        st = os.stat(self._stamp)
+        return st.st_size, st.st_mtime_ns
 
     # --- the local index ---
 

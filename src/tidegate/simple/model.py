@@ -95,6 +95,13 @@ def normalize(name: str) -> str:
     return canonicalize_name(name)
 
 
+@functools.lru_cache(maxsize=8192)
+def checked_name(raw: str) -> str | None:
+    """The normalized form of a project name from a URL, or None if it is not a valid name.
+    Memoized: the same few names arrive over and over on the hot path."""
+    return normalize(raw) if is_valid_name(raw) else None
+
+
 def is_valid_name(name: str) -> bool:
     """A project name as the core metadata specification allows it (before normalization)."""
     return len(name) <= 200 and _VALID_NAME.match(name) is not None
@@ -196,6 +203,7 @@ __all__ = [
     "dedupe_files",
     "file_version",
     "fragment_hash",
+    "checked_name",
     "is_valid_name",
     "normalize",
     "replace",

@@ -13,7 +13,7 @@ from aiohttp import hdrs, web
 from ..cache.downloads import DownloadFailed, blob_key
 from ..proxy import NotCached
 from ..publish.store import PublishedFile, Upload
-from ..simple.model import is_valid_name, normalize
+from ..simple.model import checked_name, normalize
 from ..upstream.client import UpstreamError
 from ..wheelmeta import MetadataError
 from .keys import PROXY
@@ -88,9 +88,9 @@ async def file(request: web.Request, staged: Callable[[str, str], LocalFile | No
     stage, staged) file, else a file of a cached upstream page."""
     filename = request.match_info["filename"]
     raw = request.match_info["project"]
-    if not is_valid_name(raw):
+    project = checked_name(raw)
+    if project is None:
         return error(404, f"{raw[:100]!r} is not a valid project name.")
-    project = normalize(raw)
     base, suffix = split_suffix(filename)
     local_index = request.app[PROXY].local
     entry = staged(project, base) if staged else None

@@ -11,7 +11,7 @@ from aiohttp import hdrs, web
 from ..cache.pages import PageRecord, http_date
 from ..simple.html_page import render_index_html
 from ..simple.json_page import render_index_json
-from ..simple.model import is_valid_name, normalize
+from ..simple.model import checked_name
 from ..simple.negotiate import NOT_ACCEPTABLE_BODY, Representation, negotiate
 from ..upstream.client import UpstreamError
 from .keys import PROXY, ROOT_MEMO, SETTINGS
@@ -66,9 +66,9 @@ async def project_page(request: web.Request, overlay: Callable[[str], PageRecord
                        prefix: str = "") -> web.StreamResponse:
     """/simple/<project>/ (and, with an overlay and a prefix, the same page of a stage)."""
     raw = request.match_info["project"]
-    if not is_valid_name(raw):
+    name = checked_name(raw)
+    if name is None:
         return error(404, f"{raw[:100]!r} is not a valid project name.", VARY)
-    name = normalize(raw)
     if raw != name or not request.path.endswith("/"):
         return redirect(f"{prefix}/simple/{name}/", request)
     rep = representation(request)
