@@ -90,7 +90,8 @@ class RunningTidegate:
         import aiohttp
         from aiohttp import web
 
-        from tidegate.app import make_app, recover
+        from tidegate.app import make_app
+        from tidegate.recovery import recover
 
         recover(self.settings)  # what `tidegate serve` does before its workers start
         self.runner = web.AppRunner(make_app(self.settings), access_log=None, shutdown_timeout=0.5)

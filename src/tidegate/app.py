@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-
-import asyncio
-import time
 
 from .cache.blobs import BlobStore
 from .cache.pages import PageStore
@@ -17,7 +15,6 @@ from .config import Settings
 from .proxy import Proxy
 from .publish.index import LocalIndex
 from .publish.service import Publisher
-from .publish.store import Store
 from .upstream.client import UpstreamClient, ssl_context
 from .web import files, legacy, simple, stage, upload
 from .web.auth import CHALLENGE, authenticate
@@ -69,19 +66,6 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_routes(legacy.routes())
     app.add_subapp("/upload", upload.app())
     return app
-
-
-def recover(settings: Settings) -> None:
-    """Startup repairs, run once before any worker serves: drop partial downloads and uploads
-    a crash may have left, reconcile the file indexes, fail validations that were cut short."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    for root, limit in ((settings.data_dir / "blobs", settings.files_max_size), (settings.data_dir / "local", 2**62)):
-        store = BlobStore(root, limit)
-        store.recover()
-        store.close()
-    index = Store(settings.data_dir / "local" / "index.db")
-    index.recover(time.time())
-    index.close()
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:

@@ -112,15 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
-    from .app import recover
-    from .upstream.client import split_credentials
+    from .recovery import recover
 
     recover(settings)
     sock = _listen(settings.host, settings.port)
     workers = settings.effective_workers()
     host, port = sock.getsockname()[:2]
     log.info("tidegate serving http://%s:%s/simple/ with %d worker(s), data in %s, upstreams: %s", host, port,
-             workers, settings.data_dir, ", ".join(split_credentials(u.url)[0] for u in settings.upstreams) or "none")
+             workers, settings.data_dir, ", ".join(u.display_url for u in settings.upstreams) or "none")
     if settings.offline:
         log.info("offline: upstreams are never contacted")
     if workers == 1:
@@ -171,6 +170,8 @@ def _supervise(settings: Settings, sock: socket.socket, workers: int) -> int:
             code = 0
             try:
                 _run_worker(settings, sock)
+            except (SystemExit, KeyboardInterrupt):
+                pass  # a signal during shutdown (aiohttp's GracefulExit is a SystemExit)
             except BaseException:
                 traceback.print_exc()  # a worker's death must leave its reason in the log
                 code = 1

@@ -38,6 +38,15 @@ class Upstream:
     retries: int = 2
     max_connections: int = 32
 
+    @property
+    def display_url(self) -> str:
+        """The URL without credentials, for logs."""
+        parts = urlsplit(self.url)
+        if parts.username is None:
+            return self.url
+        port = f":{parts.port}" if parts.port else ""
+        return parts._replace(netloc=f"{parts.hostname}{port}").geturl()
+
 
 @dataclass(frozen=True)
 class User:
