@@ -175,12 +175,16 @@ class Store:
         # local index; file times alone are too coarse (a few ms) to tell two commits apart.
         self._stamp = path.with_name(path.name + ".changed")
         self._stamp.touch()
+        # Held open: fstat on a descriptor is far cheaper than stat on a path, and the file is
+        # only ever appended to or truncated, never replaced.
+        self._stamp_fd = os.open(self._stamp, os.O_RDONLY)
 
     def close(self) -> None:
         # Under the lock: a thread may still be inside a transaction (the expiry sweep runs in
         # one, and cancelling the task awaiting it does not stop it); closing under it crashes.
         with self._lock:
             self._db.close()
+            os.close(self._stamp_fd)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -205,7 +209,7 @@ class Store:
 
     def stamp(self) -> tuple[int, int]:
         """Differs after any process committed a change."""
-        st = os.stat(self._stamp)
+        st = os.fstat(self._stamp_fd)
         return st.st_size, st.st_mtime_ns
 
     # --- the local index ---
