@@ -13,7 +13,7 @@ from aiohttp import hdrs, web
 from ..cache.downloads import DownloadFailed, blob_key
 from ..proxy import NotCached
 from ..publish.store import PublishedFile, Upload
-from ..simple.model import checked_name, normalize
+from ..simple.model import checked_name
 from ..upstream.client import UpstreamError
 from ..wheelmeta import MetadataError
 from .keys import PROXY
@@ -69,10 +69,9 @@ def content_type_of(filename: str) -> str:
     return CONTENT_TYPES.get(filename[filename.rfind(".") :], "application/octet-stream")
 
 
-async def _lookup(request: web.Request, filename: str):
+async def _lookup(request: web.Request, project: str, filename: str):
     """The upstream file entry and client for /files/<project>/<filename>, or an error response."""
     proxy = request.app[PROXY]
-    project = normalize(request.match_info["project"])
     try:
         record, _ = await proxy.page(project)
     except UpstreamError as exc:
@@ -102,9 +101,9 @@ async def file(request: web.Request, staged: Callable[[str, str], LocalFile | No
         return await local_file(request, entry, base, suffix)
     if suffix == PROVENANCE_SUFFIX:
         return error(404, f"No provenance is available for {base}.")
-    if filename.endswith(METADATA_SUFFIX):
-        return await metadata(request, filename[: -len(METADATA_SUFFIX)])
-    found = await _lookup(request, filename)
+    if suffix == METADATA_SUFFIX:
+        return await metadata(request, project, base)
+    found = await _lookup(request, project, filename)
     if isinstance(found, web.Response):
         return found
     upstream_file, client = found
@@ -166,8 +165,8 @@ async def _stream(request: web.Request, download, etag: str, content_type: str) 
     return response
 
 
-async def metadata(request: web.Request, filename: str) -> web.StreamResponse:
-    found = await _lookup(request, filename)
+async def metadata(request: web.Request, project: str, filename: str) -> web.StreamResponse:
+    found = await _lookup(request, project, filename)
     if isinstance(found, web.Response):
         return found
     upstream_file, client = found
