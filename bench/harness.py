@@ -1,4 +1,5 @@
-"""Process management, the static upstream index and nginx for bench/run.py.
+"""Process management, wheels, the static upstream index and nginx for bench/run.py
+(bench/upload.py uses the process management and the wheels too).
 
 Everything listens on 127.0.0.1 only; nothing here talks to a public index.
 """
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -81,19 +83,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    """Wait until url answers with any HTTP status (the server is accepting)."""
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0, *,
+              what: str = "process", ready_below: int = 600) -> None:
+    """Wait until url answers with an HTTP status below ready_below (by default any
+    status: the server is accepting). `what` names the server if it exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} came up")
+            raise RuntimeError(f"{what} exited with {proc.returncode} before {url} came up")
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return
-        except urllib.error.HTTPError:
-            return
+        except urllib.error.HTTPError as exc:
+            if exc.code < ready_below:
+                return
         except OSError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up within {timeout:.0f}s")
 
 
@@ -102,6 +108,18 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
 
 def _b64hash(h) -> str:
     return base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+
+
+def wheel_filename(dist: str, version: str) -> str:
+    return f"{dist.replace('-', '_')}-{version}-py3-none-any.whl"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def make_wheel(path: Path, dist: str, version: str, payload_bytes: int = 0) -> str:
@@ -130,11 +148,7 @@ def make_wheel(path: Path, dist: str, version: str, payload_bytes: int = 0) -> s
         add(f"{di}/METADATA", f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n".encode())
         add(f"{di}/WHEEL", b"Wheel-Version: 1.0\nGenerator: tidegate-bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         zf.writestr(f"{di}/RECORD", "\n".join(record + [f"{di}/RECORD,,"]) + "\n")
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 # --------------------------------------------------------------------------- static index
@@ -185,13 +199,13 @@ def build_static_root(root: Path, min_projects: int, big_mb: int) -> dict:
     extras = []
     for i in range(max(0, min_projects - len(real))):
         name = f"{EXTRA_PREFIX}{i:04d}"
-        fn = f"{name.replace('-', '_')}-1.0-py3-none-any.whl"
+        fn = wheel_filename(name, "1.0")
         sha = make_wheel(files / fn, name, "1.0")
         (simple / name).mkdir()
         (simple / name / "index.html").write_text(_page([(f"../../files/{fn}#sha256={sha}", fn)]))
         extras.append(name)
 
-    big_fn = f"{BIG_PROJECT.replace('-', '_')}-1.0-py3-none-any.whl"
+    big_fn = wheel_filename(BIG_PROJECT, "1.0")
     big_sha = make_wheel(files / big_fn, BIG_PROJECT, "1.0", payload_bytes=big_mb << 20)
     (simple / BIG_PROJECT).mkdir()
     (simple / BIG_PROJECT / "index.html").write_text(_page([(f"../../files/{big_fn}#sha256={big_sha}", big_fn)]))

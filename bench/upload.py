@@ -23,19 +23,17 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from upload_wheels import build_wheel, make_blob, sha256_file  # noqa: E402
+from harness import Procs, free_port, make_wheel, sha256_file, wait_http, wheel_filename  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "upload-results.json"
@@ -52,77 +50,6 @@ class Missing(Exception):
 
 
 # --------------------------------------------------------------------------- processes
-
-
-class Procs:
-    """Every server runs in its own session (process group), so stopping it stops its workers
-    too; all of them are stopped on success, failure, Ctrl-C and SIGTERM."""
-
-    def __init__(self, logdir: Path):
-        self.logdir = logdir
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        with open(self.logdir / f"{name}.log", "ab") as log:
-            p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env=env, start_new_session=True)
-        self.procs[name] = p
-        return p
-
-    def stop(self, name: str) -> None:
-        p = self.procs.pop(name, None)
-        if p is None:
-            return
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            if p.poll() is not None:
-                break
-            try:
-                os.killpg(p.pid, sig)  # pgid == pid (start_new_session)
-            except ProcessLookupError:
-                break
-            try:
-                p.wait(wait)
-            except subprocess.TimeoutExpired:
-                pass
-        # workers left behind in the group (the leader exited first)
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.stop(name)
-
-    def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.logdir / f"{name}.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode} before answering {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status < 500:
-                    return
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f}s")
 
 
 def run(argv: list[str], *, timeout: float = 120, env: dict[str, str] | None = None, what: str = "") -> str:
@@ -265,7 +192,7 @@ class Tidegate:
         self.proc = self.procs.start("tidegate", [
             self.python, "-m", "tidegate", "serve", "--config", str(config), "--host", "127.0.0.1",
             "--port", str(self.port), "--data-dir", str(data), "--workers", "1"])
-        wait_http(f"{self.base}/simple/", self.proc, "tidegate")
+        wait_http(f"{self.base}/simple/", self.proc, 60, what="tidegate", ready_below=500)
         self.legacy_url = f"{self.base}/legacy/"
         self.probe_url = f"{self.base}/simple/"
         self.data = data
@@ -321,7 +248,7 @@ class Devpi:
         self.proc = self.procs.start("devpi", [
             str(self.bin / "devpi-server"), "--serverdir", str(serverdir), "--host", "127.0.0.1",
             "--port", str(self.port), "--offline-mode"], env=env)
-        wait_http(f"{self.base}/+api", self.proc, "devpi-server", timeout=120)
+        wait_http(f"{self.base}/+api", self.proc, 120, what="devpi-server", ready_below=500)
         devpi = [str(self.bin / "devpi"), "--clientdir", str(clientdir)]
         run([*devpi, "use", self.base], env=env, what="devpi use")
         run([*devpi, "user", "-c", USER, f"password={PASSWORD}", "email=bench@example.invalid"],
@@ -348,6 +275,12 @@ class Devpi:
 
 
 # --------------------------------------------------------------------------- uploads
+
+
+def build_wheel(outdir: Path, project: str, version: str, size: int) -> tuple[Path, str]:
+    """A valid py3-none-any wheel for project==version with `size` STORED random bytes; (path, sha256)."""
+    path = outdir / wheel_filename(project, version)
+    return path, make_wheel(path, project, version, payload_bytes=size)
 
 
 async def upload2(base: str, path: Path, project: str, version: str) -> dict:
@@ -536,14 +469,13 @@ def main(argv: list[str] | None = None) -> int:
         wheels = root / "wheels"
         wheels.mkdir()
         for size_mb in sizes:
-            print(f"generating a {size_mb} MB random blob ...", flush=True)
-            blob = make_blob(root / f"blob-{size_mb}.bin", size_mb * MB)
+            print(f"generating {size_mb} MB random wheels ...", flush=True)
             for rep in range(args.repeats):
                 # Upload 2.0 gets its own version; the twine wheel (same bytes) goes to both servers.
-                w2 = build_wheel(wheels, project, f"1.{size_mb}.{rep}", blob)
-                wl = build_wheel(wheels, project, f"2.{size_mb}.{rep}", blob)
-                expected["tidegate"][w2.name] = sha256_file(w2)
-                expected["tidegate"][wl.name] = expected["devpi"][wl.name] = sha256_file(wl)
+                w2, sha2 = build_wheel(wheels, project, f"1.{size_mb}.{rep}", size_mb * MB)
+                wl, shal = build_wheel(wheels, project, f"2.{size_mb}.{rep}", size_mb * MB)
+                expected["tidegate"][w2.name] = sha2
+                expected["tidegate"][wl.name] = expected["devpi"][wl.name] = shal
                 rows.append(measure(tidegate, "upload 2.0 (http-post-bytes)", size_mb, w2,
                                     lambda: asyncio.run(upload2(tidegate.base, w2, project, f"1.{size_mb}.{rep}"))))
                 rows.append(measure(tidegate, "legacy (twine)", size_mb, wl,
@@ -557,10 +489,10 @@ def main(argv: list[str] | None = None) -> int:
                 # Responsiveness: one more upload per server and mechanism while another client
                 # GETs a small page every 20 ms (kept out of the table's timings and RSS).
                 print(f"responsiveness during a {size_mb} MB upload (GET {tidegate.probe_url} etc.):", flush=True)
-                w2 = build_wheel(wheels, project, f"3.{size_mb}.0", blob)
-                wl = build_wheel(wheels, project, f"4.{size_mb}.0", blob)
-                expected["tidegate"][w2.name] = sha256_file(w2)
-                expected["tidegate"][wl.name] = expected["devpi"][wl.name] = sha256_file(wl)
+                w2, sha2 = build_wheel(wheels, project, f"3.{size_mb}.0", size_mb * MB)
+                wl, shal = build_wheel(wheels, project, f"4.{size_mb}.0", size_mb * MB)
+                expected["tidegate"][w2.name] = sha2
+                expected["tidegate"][wl.name] = expected["devpi"][wl.name] = shal
                 with Prober(tidegate.probe_url) as idle:
                     time.sleep(1.0)
                 probes.append({"server": "tidegate", "mechanism": "idle", **idle.stats()})
@@ -576,7 +508,6 @@ def main(argv: list[str] | None = None) -> int:
                                    "seconds": r["seconds"], **r["probe"]})
                 w2.unlink()
                 wl.unlink()
-            blob.unlink()
 
         # Every upload must be listed, with the right sha256.
         for s in servers:
@@ -629,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception:
         for name in list(procs.procs):
-            tail = procs.log_tail(name)
+            tail = procs.log_tail(name, 30)
             if tail:
                 print(f"--- last lines of the {name} log ---\n{tail}", file=sys.stderr)
         raise

@@ -254,3 +254,47 @@ async def test_upstream_outage_serves_stale_without_waiting(upstream, tidegate):
         async with tg.get("/simple/demo-pkg/") as r:
             assert r.status == 200 and r.headers["X-Tidegate-Cache"] == "stale"
     assert upstream.index.requests["/simple/demo-pkg/"] == 2  # backed off after the failure
+
+
+async def test_workers_sharing_a_data_dir_download_a_file_once(upstream, tidegate):
+    """Two instances on one data directory (what two workers are): concurrent requests through
+    both make one upstream download, and every client gets the verified bytes."""
+    first = await tidegate(upstreams=[upstream.url])
+    second = await tidegate(upstreams=[upstream.url], data_dir=str(first.settings.data_dir))
+    expected = upstream.index.file(WHEEL).path.read_bytes()
+    for tg in (first, second):  # pages first, so only the file download is concurrent
+        async with tg.get("/simple/demo-pkg/") as r:
+            assert r.status == 200
+    upstream.index.faults[UPSTREAM_FILE] = Fault(slow=0.002, chunk_size=16384)
+
+    async def fetch(tg):
+        async with tg.get(FILE_PATH) as r:
+            assert r.status == 200
+            return await r.read()
+
+    bodies = await asyncio.gather(*(fetch(tg) for tg in (first, second) for _ in range(4)))
+    assert all(body == expected for body in bodies)
+    assert upstream.index.requests[UPSTREAM_FILE] == 1
+    assert len(blob_files(first)) == 1 and not temp_files(first)
+
+
+async def test_a_failed_download_in_another_worker_fails_its_followers(upstream, tidegate):
+    first = await tidegate(upstreams=[{"url": upstream.url, "retries": 0}])
+    second = await tidegate(upstreams=[{"url": upstream.url, "retries": 0}], data_dir=str(first.settings.data_dir))
+    for tg in (first, second):
+        async with tg.get("/simple/demo-pkg/") as r:
+            assert r.status == 200
+    upstream.index.faults[UPSTREAM_FILE] = Fault(slow=0.002, chunk_size=16384, corrupt=True)
+    expected = upstream.index.file(WHEEL).path.read_bytes()
+
+    async def fetch(tg):
+        try:
+            async with tg.get(FILE_PATH) as r:
+                body = await r.read()
+                return r.status == 200 and body == expected
+        except aiohttp.ClientPayloadError:
+            return False
+
+    results = await asyncio.gather(fetch(first), fetch(second))
+    assert results == [False, False]
+    assert not blob_files(first) and not temp_files(first)  # no blob, no part file, no lock left

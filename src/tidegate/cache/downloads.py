@@ -1,14 +1,16 @@
 """Downloading a file from an upstream once, while any number of clients stream it.
 
-One Download per blob key and process. It writes the upstream body to a temp file; readers
-follow that file as it grows. A reader never receives the last byte until the whole file has been
-verified against the upstream's size and hashes and committed, so a client can only ever see a
-complete, verified file or a transfer that fails (short of its Content-Length).
+One download per blob key across all workers: the worker that takes the key's lock (flock on
+tmp/<key>.lock) fetches into tmp/<key>.part; other workers, and other requests in the same
+worker, follow that file as it grows. A reader never receives the last byte until the whole file
+has been verified against the upstream's size and hashes and committed, so a client can only
+ever see a complete, verified file or a transfer that fails (short of its Content-Length).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import os
@@ -25,6 +27,7 @@ from .sink import HashingSink
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
+WATCH_INTERVAL = 0.01  # seconds between looks at another worker's download
 
 
 class DownloadFailed(Exception):
@@ -53,7 +56,8 @@ class Download:
         self._progress.set()
         self._progress = asyncio.Event()
 
-    async def run(self, client: UpstreamClient, blobs: BlobStore) -> None:
+    async def run(self, client: UpstreamClient, blobs: BlobStore, lock: FileLock) -> None:
+        """Fetch, verify and commit the file, holding the key's lock throughout."""
         try:
             path = await self._fetch(client, blobs)
         except asyncio.CancelledError:  # shutting down
@@ -68,6 +72,41 @@ class Download:
             self.result.exception()  # mark retrieved: a download nobody waits for is not an error
         else:
             self.result.set_result(path)
+        finally:
+            lock.release()
+            self.started.set()
+            self._notify()
+
+    async def watch(self, blobs: BlobStore, lock: FileLock) -> None:
+        """Follow a download another worker holds the lock for: its part file's growth is our
+        progress; the committed blob is success; the lock freed without a blob is failure."""
+        try:
+            while True:
+                final = blobs.path(self.key)
+                if final.exists():
+                    self.written = final.stat().st_size
+                    self.result.set_result(final)
+                    return
+                try:
+                    size = os.stat(self.temp).st_size
+                    self.started.set()
+                    if size != self.written:
+                        self.written = size
+                        self._notify()
+                except FileNotFoundError:
+                    pass
+                if lock.acquire():  # the other worker finished, or died
+                    lock.release()
+                    if not blobs.path(self.key).exists():
+                        self.result.set_exception(DownloadFailed(f"the download of {self.file.filename} by another "
+                                                                 "worker failed"))
+                        self.result.exception()
+                        return
+                    continue
+                await asyncio.sleep(WATCH_INTERVAL)
+        except asyncio.CancelledError:
+            self.result.cancel()
+            raise
         finally:
             self.started.set()
             self._notify()
@@ -132,6 +171,32 @@ class Download:
                 await progress.wait()
 
 
+class FileLock:
+    """A non-blocking exclusive flock, shared by every worker process. The lock file is removed
+    on release; a process that locked the removed file then finds the blob committed, which
+    every lock holder checks first, so two downloads of one file never run at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
 class Downloads:
     """The downloads in progress in this process, one per blob key (single-flight)."""
 
@@ -145,12 +210,23 @@ class Downloads:
 
     def start(self, key: str, file: File, client: UpstreamClient) -> Download:
         download = self._active.get(key)
-        if download is None:
-            download = Download(key, file, self._blobs.temp_path(key))
-            self._active[key] = download
-            task = asyncio.ensure_future(download.run(client, self._blobs))
-            self._tasks.add(task)
-            task.add_done_callback(lambda t, key=key: (self._active.pop(key, None), self._tasks.discard(t)))
+        if download is not None:
+            return download
+        download = Download(key, file, self._blobs.tmp / f"{key}.part")
+        lock = FileLock(self._blobs.tmp / f"{key}.lock")
+        if not lock.acquire():
+            work = download.watch(self._blobs, lock)  # another worker is fetching it
+        elif self._blobs.exists(key):  # another worker committed it just now
+            lock.release()
+            download.result.set_result(self._blobs.path(key))
+            download.started.set()
+            return download
+        else:
+            work = download.run(client, self._blobs, lock)
+        self._active[key] = download
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(lambda t, key=key: (self._active.pop(key, None), self._tasks.discard(t)))
         return download
 
     async def close(self) -> None:
