@@ -295,3 +295,18 @@ async def test_oversized_headers_get_4xx(upstream, tidegate):
     tg = await tidegate(upstreams=[upstream.url])
     async with tg.get("/simple/demo-pkg/", headers={"X-Big": "a" * 20000}) as r:
         assert 400 <= r.status < 500
+
+
+async def test_workers_sharing_a_data_dir_fetch_a_page_once(upstream, tidegate):
+    first = await tidegate(upstreams=[upstream.url])
+    second = await tidegate(upstreams=[upstream.url], data_dir=str(first.settings.data_dir))
+    upstream.index.faults["/simple/demo-pkg/"] = Fault(delay=0.3, times=1)
+
+    async def fetch(tg):
+        async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+            assert r.status == 200
+            return await r.read()
+
+    bodies = await asyncio.gather(*(fetch(tg) for tg in (first, second) for _ in range(5)))
+    assert len(set(bodies)) == 1
+    assert upstream.index.requests["/simple/demo-pkg/"] == 1

@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 
 from .cache.blobs import BlobStore
-from .cache.downloads import Download, DownloadFailed, Downloads, blob_key
+from .cache.downloads import Download, DownloadFailed, Downloads, FileLock, blob_key
 from .cache.flight import SingleFlight
 from .cache.pages import PageRecord, PageStore, Part, render
 from .config import Settings
@@ -29,6 +29,7 @@ from .wheelmeta import TAIL_SIZE, MetadataError, read_wheel_metadata, read_wheel
 log = logging.getLogger(__name__)
 
 NEGATIVE_TTL = 60.0  # an unknown project is asked about again after at most this long
+PAGE_LOCK_POLL = 0.01  # seconds between tries for a page another worker is fetching
 METADATA_TAIL = TAIL_SIZE  # first range read: enough for the zip end records and usually the directory
 METADATA_LIMIT = 16 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
@@ -71,9 +72,21 @@ class Proxy:
         return await self._flights.run(("page", name, revalidate), lambda: self._refresh(name, revalidate))
 
     async def _refresh(self, name: str, revalidate: bool) -> tuple[PageRecord | None, str]:
-        current = self.pages.load(name)  # another worker may have refreshed it meanwhile
-        if current is not None and not revalidate and self.is_fresh(current, time.time()):
-            return current, "hit"
+        """Refresh a page from the upstreams, once across all workers: the worker holding the
+        page's lock asks upstream; the others wait and take what it stored."""
+        asked = time.time()
+        lock = FileLock(self.blobs.tmp / f"page-{name}.lock")
+        while not lock.acquire():
+            await asyncio.sleep(PAGE_LOCK_POLL)
+        try:
+            current = self.pages.load(name)  # another worker may have refreshed it meanwhile
+            if current is not None and (current.fetched_at >= asked or not revalidate and self.is_fresh(current, time.time())):
+                return current, "hit"
+            return await self._fetch_page(name, current)
+        finally:
+            lock.release()
+
+    async def _fetch_page(self, name: str, current: PageRecord | None) -> tuple[PageRecord | None, str]:
         try:
             parts = await self._resolve(name, current)
         except UpstreamError as exc:
