@@ -101,3 +101,16 @@ def test_cli_help_documents_flags():
     out = subprocess.run([sys.executable, "-m", "tidegate", "serve", "--help"], capture_output=True, text=True, timeout=60).stdout
     for flag in ("--config", "--host", "--port", "--data-dir", "--upstream", "--offline", "--workers"):
         assert flag in out
+
+
+def test_ca_bundle_is_checked_when_loading(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        build({"ca_bundle": str(tmp_path / "missing.pem")})
+    assert info.value.key == "ca_bundle"
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
+    with pytest.raises(ConfigError):
+        build({"ca_bundle": str(junk)})
+    system = "/etc/ssl/certs/ca-certificates.crt"
+    if os.path.exists(system):
+        assert build({"ca_bundle": system}).ca_bundle == system

@@ -8,11 +8,13 @@ import base64
 import hashlib
 import json
 import re
+import time
 
 import pytest
 
 from support.dists import build_sdist, build_wheel
 from support.uploadapi import META, SIMPLE_JSON, UPLOAD, UploadApi, basic
+from tidegate.web.keys import PUBLISHER
 
 ALICE = basic("alice", "wonderland")
 BOB = basic("bob", "builder")
@@ -218,8 +220,6 @@ async def test_complete_without_bytes_fails(tg, wheels):
 async def held(tidegate):
     """tidegate validating every upload in the background, held in `processing` until
     the test sets the returned event."""
-    from tidegate.web.keys import PUBLISHER
-
     tg = await tidegate(upstreams=[], users=USERS, deferred_validation=1)
     publisher = tg.app[PUBLISHER]
     gate = asyncio.Event()
@@ -361,11 +361,7 @@ async def test_expiry_purges_the_session(tidegate, wheels):
     _, session, _ = await c.create()
     await c.add_file(session, wheels["w10"])
     await asyncio.sleep(1.2)
-    from tidegate.web.keys import PUBLISHER
-    publisher = tg.app[PUBLISHER]
-    import time
-    orphans = publisher.local.store.expire(time.time(), 3600)
-    publisher.remove_blobs(orphans)
+    # Past expires-at the session is expired at once (not at the next periodic sweep).
     assert (await c.call("GET", session["links"]["session"]))[1]["status"] == "canceled"
     async with tg.session.get(session["links"]["stage"]) as r:
         assert r.status == 404
@@ -491,3 +487,30 @@ async def test_yank_and_unyank_a_local_file(tg, wheels, installer_env):
     assert "yanked" not in await entry()
     code, out = await yank("nope-1.0.tar.gz")
     assert code == 1 and "not a published file" in out
+
+
+async def test_a_publish_that_fails_midway_publishes_nothing(tg, wheels, monkeypatch):
+    """A crash (here: an error) between inserting the release's files leaves none published and
+    the session open: publishing is one transaction."""
+    import tidegate.publish.store as store_module
+
+    c = Client(tg)
+    _, session, _ = await c.create()
+    await c.add_file(session, wheels["w10"])
+    await c.add_file(session, wheels["s10"])
+    real_insert, calls = store_module._insert_file, []
+
+    def insert_then_crash(db, f, *, session):
+        calls.append(f.filename)
+        if len(calls) == 2:
+            raise OSError("power cut")
+        return real_insert(db, f, session=session)
+
+    monkeypatch.setattr(store_module, "_insert_file", insert_then_crash)
+    with pytest.raises(OSError):
+        tg.app[PUBLISHER].local.store.publish(session["session-token"], time.time())
+    monkeypatch.setattr(store_module, "_insert_file", real_insert)
+    assert (await simple_files(tg))[0] == 404  # neither file is visible
+    assert (await c.call("GET", session["links"]["session"]))[1]["status"] == "open"
+    assert (await c.call("POST", session["links"]["publish"], {}))[0] == 201
+    assert len((await simple_files(tg))[1]) == 2

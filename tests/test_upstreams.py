@@ -90,3 +90,18 @@ async def test_retries_on_5xx(fake_index, dists, tidegate):
     status, _ = await page(tg, "demo-pkg")
     assert status == 200
     assert idx.index.requests["/simple/demo-pkg/"] == 3
+
+
+async def test_upstream_redirects_are_followed_for_pages_and_files(fake_index, dists, tidegate):
+    idx = await fake_index("html")
+    idx.index.add(dists.wheel("demo-pkg", "1.0"))
+    wheel = "/files/demo_pkg-1.0-py3-none-any.whl"
+    idx.index.faults["/simple/demo-pkg/"] = Fault(status=301, headers={"Location": "/simple/demo-pkg/?moved=1"}, times=1)
+    idx.index.faults[wheel] = Fault(status=302, headers={"Location": wheel + "?moved=1"}, times=1)
+    tg = await tidegate(upstreams=[idx.url])
+    status, body = await page(tg, "demo-pkg")
+    assert status == 200 and body["files"][0]["filename"] == "demo_pkg-1.0-py3-none-any.whl"
+    async with tg.get("/files/demo-pkg/demo_pkg-1.0-py3-none-any.whl") as r:
+        assert r.status == 200
+        assert await r.read() == idx.index.file("demo_pkg-1.0-py3-none-any.whl").path.read_bytes()
+    assert idx.index.requests["/simple/demo-pkg/"] == 2 and idx.index.requests[wheel] == 2

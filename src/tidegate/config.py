@@ -170,6 +170,19 @@ def parse_str(key: str, raw: Any) -> str:
     return raw.strip()
 
 
+def parse_pem_file(key: str, raw: Any) -> str:
+    """A readable file of PEM certificates (checked now, not at the first upstream request)."""
+    path = os.path.expanduser(parse_str(key, raw))
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise ConfigError(key, f"{path} holds no PEM certificate")
+    return path
+
+
 def parse_url(key: str, raw: Any) -> str:
     url = parse_str(key, raw)
     parts = urlsplit(url)
@@ -198,7 +211,7 @@ _SCALARS = {
     "files_max_size": parse_size,
     "memory_cache": parse_size,
     "max_page_size": parse_size,
-    "ca_bundle": parse_str,
+    "ca_bundle": lambda k, v: parse_pem_file(k, v),
     "log_level": lambda k, v: _choice(k, v, ("debug", "info", "warning", "error")),
     "read_auth": parse_bool,
     "session_lifetime": parse_duration,
