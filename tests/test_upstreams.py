@@ -105,3 +105,50 @@ async def test_upstream_redirects_are_followed_for_pages_and_files(fake_index, d
         assert r.status == 200
         assert await r.read() == idx.index.file("demo_pkg-1.0-py3-none-any.whl").path.read_bytes()
     assert idx.index.requests["/simple/demo-pkg/"] == 2 and idx.index.requests[wheel] == 2
+
+
+async def test_http_proxy_from_the_environment_and_no_proxy(fake_index, dists, tidegate, monkeypatch):
+    """Corporate gateways: upstream traffic goes through HTTP_PROXY unless NO_PROXY exempts it."""
+    import aiohttp
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        seen.append(str(request.url))  # a forward proxy gets the absolute URL
+        async with aiohttp.ClientSession(auto_decompress=False) as s:
+            async with s.request(request.method, str(request.url), headers=request.headers,
+                                 allow_redirects=False) as upstream:
+                body = await upstream.read()
+                return web.Response(status=upstream.status, body=body, headers={
+                    k: v for k, v in upstream.headers.items()
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection")})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    proxy_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        idx = await fake_index("json")
+        idx.index.add(dists.wheel("demo-pkg", "1.0"))
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        tg = await tidegate(upstreams=[idx.url])
+        status, _ = await page(tg, "demo-pkg")
+        assert status == 200
+        async with tg.get("/files/demo-pkg/demo_pkg-1.0-py3-none-any.whl") as r:
+            assert r.status == 200
+        assert any(u.endswith("/simple/demo-pkg/") for u in seen)
+        assert any(u.endswith("/files/demo_pkg-1.0-py3-none-any.whl") for u in seen)
+
+        seen.clear()
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        tg2 = await tidegate(upstreams=[idx.url])
+        assert (await page(tg2, "demo-pkg"))[0] == 200
+        assert seen == []
+    finally:
+        await runner.cleanup()
