@@ -514,3 +514,18 @@ async def test_a_publish_that_fails_midway_publishes_nothing(tg, wheels, monkeyp
     assert (await c.call("GET", session["links"]["session"]))[1]["status"] == "open"
     assert (await c.call("POST", session["links"]["publish"], {}))[0] == 201
     assert len((await simple_files(tg))[1]) == 2
+
+
+async def test_a_published_session_takes_no_more_file_changes(tg, wheels):
+    c = Client(tg)
+    _, session, _ = await c.create()
+    status, upload = await c.add_file(session, wheels["w10"])
+    assert (await c.call("POST", session["links"]["publish"], {}))[0] == 201
+    data = wheels["w20"].read_bytes()
+    status, problem, _ = await c.call("POST", session["links"]["upload"], {
+        "filename": wheels["s10"].name, "size": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
+        "mechanism": "http-post-bytes"})
+    assert status == 409 and problem["status"] == 409
+    assert (await c.call("DELETE", upload["links"]["file-upload-session"]))[0] == 409
+    assert (await c.call("POST", session["links"]["publish"], {}))[0] == 409
+    assert (await simple_files(tg))[1] == [wheels["w10"].name]  # the published file stays

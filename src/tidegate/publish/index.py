@@ -76,7 +76,7 @@ class LocalIndex:
     def live_session(self, token: str) -> Session | None:
         """The session behind a stage URL, if it is still open for previews."""
         session = self.store.session(token)
-        if session is None or session.status in (states.CANCELED, states.PUBLISHED) or session.expires_at < time.time():
+        if session is None or states.is_terminal(session.status) or session.expires_at < time.time():
             return None
         return session
 

@@ -311,8 +311,8 @@ class Store:
         reservation and check of the release's filenames that PEP 694 requires."""
         with self._write() as db:
             session = _session(db.execute("SELECT * FROM sessions WHERE token = ?", (token,)).fetchone())
-            if session.status not in states.EDITABLE:
-                raise Conflict(f"The session is {session.status}; only an open session can be published.")
+            # The table decides whether this state may publish (Refused, 409, if not).
+            new_status = states.session_transition(session.status, states.SessionEvent.PUBLISH_IMMEDIATE)
             if session.expires_at < now:
                 raise Conflict("The session has expired.", status=404)
             uploads = [_upload(r) for r in db.execute(
@@ -340,7 +340,6 @@ class Store:
                 _insert_file(db, PublishedFile(
                     u.filename, session.project, session.version, u.sha256 or "", hashes, u.size, stamp,
                     u.requires_python, u.metadata_sha256, None, u.attestations), session=token)
-            new_status = states.session_transition(session.status, states.SessionEvent.PUBLISH_IMMEDIATE)
             db.execute("UPDATE sessions SET status = ?, ended_at = ? WHERE token = ?", (new_status, now, token))
             return [u.filename for u in uploads]
 
@@ -350,8 +349,7 @@ class Store:
                       mechanism: str, now: float, lifetime: float) -> Upload:
         with self._write() as db:
             session = db.execute("SELECT * FROM sessions WHERE token = ?", (token,)).fetchone()
-            if session["status"] not in states.EDITABLE:
-                raise Conflict(f"The session is {session['status']}; files can only be added to an open session.")
+            _touch_session(db, token)  # a file is added: refused (409) unless the session is editable
             if session["expires_at"] < now:
                 raise Conflict("The session has expired.", status=404)
             if db.execute("SELECT 1 FROM files WHERE filename = ?", (filename,)).fetchone():
@@ -367,7 +365,6 @@ class Store:
                 (upload_id, token, filename, states.PENDING, size, json.dumps(hashes), mechanism, now,
                  min(now + lifetime, session["expires_at"])),
             )
-            _touch_session(db, token)
         return self.upload(upload_id)  # type: ignore[return-value]
 
     def set_upload_bytes(self, upload_id: str, sha256: str) -> None:
@@ -402,12 +399,9 @@ class Store:
     def delete_upload(self, upload_id: str) -> list[str]:
         with self._write() as db:
             row = _upload(db.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone())
-            session = db.execute("SELECT status FROM sessions WHERE token = ?", (row.token,)).fetchone()
-            if session[0] not in states.EDITABLE:
-                raise Conflict(f"The session is {session[0]}; its files can no longer change.")
+            _touch_session(db, row.token)  # a file is deleted: refused (409) unless the session is editable
             status = states.file_transition(row.status, states.FileEvent.DELETE)
             db.execute("UPDATE uploads SET status = ? WHERE id = ?", (status, upload_id))
-            _touch_session(db, row.token)
             return _orphans(db, row.token, only=upload_id)
 
     # --- lifetimes ---
