@@ -66,10 +66,11 @@ def installer_env(tmp_path: Path) -> dict[str, str]:
 class RunningTidegate:
     """tidegate served on 127.0.0.1 by this test's event loop, with a client session."""
 
-    def __init__(self, layers: dict[str, Any]) -> None:
+    def __init__(self, layers: dict[str, Any], storage: Any = None) -> None:
         from tidegate.config import build
 
         self.settings = build(layers)
+        self.storage = storage  # a replacement for tidegate.storage.open_storage
         self.runner: Any = None
         self.port = 0
         self.session: Any = None
@@ -93,8 +94,9 @@ class RunningTidegate:
         from tidegate.app import make_app
         from tidegate.recovery import recover
 
-        recover(self.settings)  # what `tidegate serve` does before its workers start
-        self.runner = web.AppRunner(make_app(self.settings), access_log=None, shutdown_timeout=0.5)
+        await recover(self.settings)  # what `tidegate serve` does before its workers start
+        app = make_app(self.settings, self.storage) if self.storage else make_app(self.settings)
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
@@ -126,13 +128,14 @@ class RunningTidegate:
 
 @pytest.fixture
 async def tidegate(tmp_path: Path) -> AsyncIterator[Any]:
-    """Factory: `tg = await tidegate(upstreams=[idx.url], **settings)` (data dir under tmp_path)."""
+    """Factory: `tg = await tidegate(upstreams=[idx.url], **settings)` (data dir under tmp_path);
+    `storage=` replaces open_storage, to wrap a part of the storage."""
     started: list[RunningTidegate] = []
 
-    async def make(**layers: Any) -> RunningTidegate:
+    async def make(storage: Any = None, **layers: Any) -> RunningTidegate:
         layers.setdefault("data_dir", str(tmp_path / f"tidegate-data-{len(started)}"))
         layers.setdefault("workers", 1)
-        running = await RunningTidegate(layers).start()
+        running = await RunningTidegate(layers, storage).start()
         started.append(running)
         return running
 

@@ -1,24 +1,28 @@
-"""Builds the aiohttp application: routes, middleware and the resources' lifetimes."""
+"""Builds the aiohttp application: routes, error middleware, and the resources' lifetimes (where
+storage, the read path's sources and the publishing service are wired together)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
-from .cache.blobs import BlobStore
-from .cache.pages import PageStore
 from .config import Settings
-from .proxy import Proxy
-from .publish.index import LocalIndex
-from .publish.service import Publisher
+from .publish.errors import Unavailable
+from .publish.service import Publisher, UpstreamServes
+from .readpath.errors import ReadError
+from .readpath.local import LocalSource
+from .readpath.proxy import Proxy
+from .readpath.upstream import UpstreamSource
+from .simple.names import NormalizedName
+from .storage import Storage, open_storage
 from .upstream.client import UpstreamClient, ssl_context
 from .web import files, legacy, simple, stage, upload
 from .web.auth import CHALLENGE, authenticate
-from .web.keys import PROXY, PUBLISHER, ROOT_MEMO, SETTINGS
+from .web.keys import LOCAL, PROXY, PUBLISHER, SETTINGS, STORAGE
 from .web.responses import error
 
 EXPIRY_INTERVAL = 30.0  # seconds between sweeps for expired publishing sessions
@@ -53,11 +57,16 @@ async def landing(request: web.Request) -> web.Response:
     return web.Response(text="tidegate: the package index is at /simple/\n")
 
 
-def make_app(settings: Settings) -> web.Application:
+StorageOpener = Callable[[Settings], Awaitable[Storage]]
+OPEN_STORAGE = web.AppKey("open_storage", StorageOpener)
+
+
+def make_app(settings: Settings, storage: StorageOpener = open_storage) -> web.Application:
+    """The application; `storage` opens its state (tests pass their own, to wrap a part)."""
     middlewares = [errors, read_auth] if settings.read_auth else [errors]
     app = web.Application(middlewares=middlewares, client_max_size=1024**2)
     app[SETTINGS] = settings
-    app[ROOT_MEMO] = {}
+    app[OPEN_STORAGE] = storage
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/", landing)
     app.router.add_routes(simple.routes())
@@ -68,19 +77,32 @@ def make_app(settings: Settings) -> web.Application:
     return app
 
 
+def name_check(upstream: UpstreamSource) -> UpstreamServes:
+    """What the publishing service asks before a new local name may shadow a public one."""
+
+    async def serves(name: NormalizedName) -> str | None:
+        try:
+            return await upstream.serves(name)
+        except ReadError as exc:
+            raise Unavailable(f"Cannot check whether {name} exists upstream ({exc.message}); try again later.",
+                              source="name") from exc
+
+    return serves
+
+
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    pages = PageStore(settings.data_dir / "pages", settings.memory_cache)
-    blobs = BlobStore(settings.data_dir / "blobs", settings.files_max_size)
+    storage = await app[OPEN_STORAGE](settings)
     connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context(settings.ca_bundle), ttl_dns_cache=300)
     # trust_env: HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as corporate networks need.
     session = aiohttp.ClientSession(connector=connector, trust_env=True, auto_decompress=True)
     clients = [UpstreamClient(u, session, settings.max_page_size) for u in settings.upstreams]
-    local = LocalIndex(settings.data_dir)
-    proxy = Proxy(settings, pages, blobs, clients, local)
-    publisher = Publisher(settings, local, proxy)
-    app[PROXY] = proxy
+    local = LocalSource(storage.index, storage.local_blobs)
+    upstream = UpstreamSource(settings, storage, clients)
+    publisher = Publisher(settings, storage.index, storage.local_blobs, name_check(upstream))
+    app[STORAGE] = storage
+    app[LOCAL] = local
+    app[PROXY] = Proxy([local, upstream])
     app[PUBLISHER] = publisher
     sweeper = asyncio.ensure_future(_expire_sessions(publisher))
     try:
@@ -88,19 +110,18 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     finally:
         sweeper.cancel()
         await asyncio.gather(sweeper, return_exceptions=True)
-        await proxy.close()
+        await publisher.close()
+        await upstream.close()
         await session.close()
-        pages.close()
-        blobs.close()
-        local.close()
+        await storage.close()
 
 
 async def _expire_sessions(publisher: Publisher) -> None:
     """Cancel expired publishing sessions (purging their files) and forget old finished ones."""
     while True:
         try:
-            await asyncio.to_thread(publisher.expire_now)
-            await asyncio.to_thread(publisher.collect_garbage)
+            await publisher.expire_now()
+            await publisher.collect_garbage()
         except Exception:
             log.exception("expiring publishing sessions failed")
         await asyncio.sleep(EXPIRY_INTERVAL)

@@ -71,17 +71,24 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Set
 
 
 def yank(settings: Settings, filename: str, reason: str | None) -> int:
-    from .publish.store import Store
+    import asyncio
 
-    store = Store(settings.data_dir / "local" / "index.db")
-    try:
-        if not store.set_yanked(filename, reason):
-            print(f"tidegate: {filename} is not a published file of the local index", file=sys.stderr)
-            return 1
-    finally:
-        store.close()
+    from .publish.service import Publisher, no_upstream
+    from .storage import open_storage
+
+    async def run() -> bool:
+        storage = await open_storage(settings)
+        try:
+            return await Publisher(settings, storage.index, storage.local_blobs, no_upstream).yank(filename, reason)
+        finally:
+            await storage.close()
+
+    if not asyncio.run(run()):
+        print(f"tidegate: {filename} is not a published file of the local index", file=sys.stderr)
+        return 1
     print(f"{filename}: {'un-yanked' if reason is None else 'yanked'}")
     return 0
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,9 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Settings) -> int:
+    import asyncio
+
     from .recovery import recover
 
-    recover(settings)
+    asyncio.run(recover(settings))
     sock = _listen(settings.host, settings.port)
     workers = settings.effective_workers()
     host, port = sock.getsockname()[:2]

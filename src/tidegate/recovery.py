@@ -3,21 +3,21 @@ before forking and should stay small."""
 
 from __future__ import annotations
 
-import time
-
-from .cache.blobs import BlobStore
 from .config import Settings
-from .publish.store import Store
+from .publish.service import Publisher, no_upstream
+from .storage import open_storage, remove_legacy_state
 
 
-def recover(settings: Settings) -> None:
-    """Startup repairs, run once before any worker serves: drop partial downloads and uploads
-    a crash may have left, reconcile the file indexes, fail validations that were cut short."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    for root, limit in ((settings.data_dir / "blobs", settings.files_max_size), (settings.data_dir / "local", 2**62)):
-        store = BlobStore(root, limit)
-        store.recover()
-        store.close()
-    index = Store(settings.data_dir / "local" / "index.db")
-    index.recover(time.time())
-    index.close()
+async def recover(settings: Settings) -> None:
+    """Start-up repairs, before any worker serves (`tidegate serve` runs it with asyncio.run)."""
+    remove_legacy_state(settings)
+    storage = await open_storage(settings)
+    try:
+        # Partial downloads and uploads a crash may have left; file indexes reconciled.
+        await storage.cache_blobs.recover()
+        await storage.local_blobs.recover()
+        # Validations cut short by the crash fail (through the PEP 694 tables).
+        await Publisher(settings, storage.index, storage.local_blobs, no_upstream).recover()
+    finally:
+        await storage.close()
+

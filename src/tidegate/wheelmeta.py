@@ -17,9 +17,12 @@ import struct
 import zlib
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import Version
+
+from .simple.names import names_release
 
 __all__ = [
     "MAX_CENTRAL_DIRECTORY",
@@ -28,6 +31,7 @@ __all__ = [
     "MetadataError",
     "RangeNotSupported",
     "read_wheel_metadata",
+    "read_wheel_metadata_from_file",
     "read_wheel_metadata_from_path",
 ]
 
@@ -207,24 +211,6 @@ def _parse_entry(cd: bytes, pos: int) -> _Entry:
                   extra_len)
 
 
-def _dist_info_matches(dist_info: str, name: str, version: Version) -> bool:
-    """Whether ``name-version.dist-info`` names this project and version.
-
-    Names are escaped differently by different tools (``Foo.Bar``, ``foo_bar``) and versions
-    may be unnormalized, so compare normalized; try every '-' as the separator.
-    """
-    parts = dist_info.removesuffix(".dist-info").split("-")
-    for i in range(1, len(parts)):
-        if canonicalize_name("-".join(parts[:i])) != name:
-            continue
-        try:
-            if Version("-".join(parts[i:])) == version:
-                return True
-        except InvalidVersion:
-            pass
-    return False
-
-
 def _find_metadata(cd: bytes, entries: int, name: str, version: Version) -> _Entry:
     # Like installers, insist on a single top-level .dist-info directory: with more, which one
     # holds the metadata is ambiguous.
@@ -243,7 +229,7 @@ def _find_metadata(cd: bytes, entries: int, name: str, version: Version) -> _Ent
             f"The wheel has several .dist-info directories: {', '.join(sorted(dist_infos))}."
         )
     (dist_info,) = dist_infos
-    if not _dist_info_matches(dist_info, name, version):
+    if not names_release(dist_info.removesuffix(".dist-info"), name, version):
         raise MetadataError(f"The directory {dist_info} does not match the wheel's filename.")
     if len(found) != 1:
         raise MetadataError(f"The wheel has {len(found)} {dist_info}/METADATA entries, not 1.")
@@ -367,12 +353,17 @@ async def read_wheel_metadata(
 def read_wheel_metadata_from_path(path: str | os.PathLike[str], filename: str) -> bytes:
     """Like ``read_wheel_metadata``, for a local file; ``filename`` is the wheel's real name."""
     with open(path, "rb") as file:
-        steps = _metadata_steps(os.fstat(file.fileno()).st_size, filename)
-        request = next(steps)
-        while True:
-            offset, length = request
-            file.seek(offset)
-            try:
-                request = steps.send(_checked(file.read(length), length))
-            except StopIteration as done:
-                return done.value
+        return read_wheel_metadata_from_file(file, filename)
+
+
+def read_wheel_metadata_from_file(file: BinaryIO, filename: str) -> bytes:
+    """Like ``read_wheel_metadata``, for an open, seekable binary file."""
+    steps = _metadata_steps(os.fstat(file.fileno()).st_size, filename)
+    request = next(steps)
+    while True:
+        offset, length = request
+        file.seek(offset)
+        try:
+            request = steps.send(_checked(file.read(length), length))
+        except StopIteration as done:
+            return done.value

@@ -1,7 +1,7 @@
 """Downloading a file from an upstream once, while any number of clients stream it.
 
-One download per blob key across all workers: the worker that takes the key's lock (flock on
-tmp/<key>.lock) fetches into tmp/<key>.part; other workers, and other requests in the same
+One download per blob key across all workers: the worker that takes the key's lock fetches into
+the blob store's shared temp path for the key; other workers, and other requests in the same
 worker, follow that file as it grows. A reader never receives the last byte until the whole file
 has been verified against the upstream's size and hashes and committed, so a client can only
 ever see a complete, verified file or a transfer that fails (short of its Content-Length).
@@ -10,18 +10,17 @@ ever see a complete, verified file or a transfer that fails (short of its Conten
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import logging
 import os
-from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, BinaryIO
 
 import aiohttp
 
 from ..simple.model import File
+from ..storage import BlobStore, Locks
+from ..storage.protocols import Lease
 from ..upstream.client import UpstreamClient, UpstreamError
-from .blobs import BlobStore
 from .sink import HashingSink
 
 log = logging.getLogger(__name__)
@@ -41,25 +40,30 @@ def blob_key(file: File) -> str:
     return "url-" + hashlib.sha256(file.url.encode()).hexdigest()
 
 
+def lock_name(key: str) -> str:
+    return "download:" + key
+
+
 class Download:
-    def __init__(self, key: str, file: File, temp: Path) -> None:
+    def __init__(self, key: str, file: File, blobs: BlobStore) -> None:
         self.key = key
+        self.blobs = blobs
         self.file = file
-        self.temp = temp
+        self.temp = blobs.temp_path(key, shared=True)
         self.size: int | None = file.size
         self.written = 0
         self.started = asyncio.Event()  # the temp file exists and size is known (or never will be)
-        self.result: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self.result: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._progress = asyncio.Event()
 
     def _notify(self) -> None:
         self._progress.set()
         self._progress = asyncio.Event()
 
-    async def run(self, client: UpstreamClient, blobs: BlobStore, lock: FileLock) -> None:
+    async def run(self, client: UpstreamClient, lease: Lease) -> None:
         """Fetch, verify and commit the file, holding the key's lock throughout."""
         try:
-            path = await self._fetch(client, blobs)
+            await self._fetch(client)
         except asyncio.CancelledError:  # shutting down
             self.temp.unlink(missing_ok=True)
             self.result.cancel()
@@ -71,21 +75,21 @@ class Download:
             self.result.set_exception(DownloadFailed(message))
             self.result.exception()  # mark retrieved: a download nobody waits for is not an error
         else:
-            self.result.set_result(path)
+            self.result.set_result(None)
         finally:
-            lock.release()
+            await lease.release()
             self.started.set()
             self._notify()
 
-    async def watch(self, blobs: BlobStore, lock: FileLock) -> None:
+    async def watch(self, locks: Locks) -> None:
         """Follow a download another worker holds the lock for: its part file's growth is our
         progress; the committed blob is success; the lock freed without a blob is failure."""
         try:
             while True:
-                final = blobs.path(self.key)
-                if final.exists():
-                    self.written = final.stat().st_size
-                    self.result.set_result(final)
+                info = await self.blobs.info(self.key)
+                if info is not None:
+                    self.written = info.size
+                    self.result.set_result(None)
                     return
                 try:
                     size = os.stat(self.temp).st_size
@@ -95,9 +99,10 @@ class Download:
                         self._notify()
                 except FileNotFoundError:
                     pass
-                if lock.acquire():  # the other worker finished, or died
-                    lock.release()
-                    if not blobs.path(self.key).exists():
+                lease = await locks.try_acquire(lock_name(self.key))
+                if lease is not None:  # the other worker finished, or died
+                    await lease.release()
+                    if not await self.blobs.exists(self.key):
                         self.result.set_exception(DownloadFailed(f"the download of {self.file.filename} by another "
                                                                  "worker failed"))
                         self.result.exception()
@@ -111,7 +116,7 @@ class Download:
             self.started.set()
             self._notify()
 
-    async def _fetch(self, client: UpstreamClient, blobs: BlobStore) -> Path:
+    async def _fetch(self, client: UpstreamClient) -> None:
         async with client.stream(self.file.url) as response:
             if response.status != 200:
                 raise DownloadFailed(f"{client.name} answered {response.status} for {self.file.filename}")
@@ -141,17 +146,20 @@ class Download:
             if name in digests and digests[name] != expected:
                 raise DownloadFailed(f"{self.file.filename}: {name} mismatch, the upstream sent other bytes than its index lists")
         self.size = self.written
-        return await asyncio.to_thread(blobs.commit, self.temp, self.key)
+        await self.blobs.commit(self.temp, self.key)
 
     async def follow(self) -> AsyncIterator[bytes]:
         """The file's bytes as they arrive; the final bytes only once the file is committed."""
         await self.started.wait()
+        fh: BinaryIO | None
         try:
             fh = open(self.temp, "rb")
         except FileNotFoundError:
             # Finished before we opened it: committed (read the blob) or failed.
-            path = await self.result
-            fh = open(path, "rb")
+            await self.result
+            fh = await self.blobs.open(self.key)
+            if fh is None:
+                raise DownloadFailed(f"{self.file.filename} left the cache as it was committed; try again")
         with fh:
             sent = 0
             while True:
@@ -171,59 +179,37 @@ class Download:
                 await progress.wait()
 
 
-class FileLock:
-    """A non-blocking exclusive flock, shared by every worker process. The lock file is removed
-    on release; a process that locked the removed file then finds the blob committed, which
-    every lock holder checks first, so two downloads of one file never run at once."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            self.path.unlink(missing_ok=True)
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-
-
 class Downloads:
     """The downloads in progress in this process, one per blob key (single-flight)."""
 
-    def __init__(self, blobs: BlobStore) -> None:
-        self._blobs = blobs
+    def __init__(self, blobs: BlobStore, locks: Locks) -> None:
+        self.blobs = blobs
+        self._locks = locks
         self._active: dict[str, Download] = {}
         self._tasks: set[asyncio.Task] = set()
 
-    def get(self, key: str) -> Download | None:
-        return self._active.get(key)
-
-    def start(self, key: str, file: File, client: UpstreamClient) -> Download:
+    async def start(self, key: str, file: File, client: UpstreamClient) -> Download:
         download = self._active.get(key)
         if download is not None:
             return download
-        download = Download(key, file, self._blobs.tmp / f"{key}.part")
-        lock = FileLock(self._blobs.tmp / f"{key}.lock")
-        if not lock.acquire():
-            work = download.watch(self._blobs, lock)  # another worker is fetching it
-        elif self._blobs.exists(key):  # another worker committed it just now
-            lock.release()
-            download.result.set_result(self._blobs.path(key))
+        download = Download(key, file, self.blobs)
+        self._active[key] = download  # before any await: concurrent callers join this one
+        try:
+            lease = await self._locks.try_acquire(lock_name(key))
+            committed = lease is not None and await self.blobs.exists(key)
+        except BaseException:
+            self._active.pop(key, None)
+            raise
+        if lease is None:
+            work = download.watch(self._locks)  # another worker is fetching it
+        elif committed:  # another worker committed it just now
+            await lease.release()
+            self._active.pop(key, None)
+            download.result.set_result(None)
             download.started.set()
             return download
         else:
-            work = download.run(client, self._blobs, lock)
-        self._active[key] = download
+            work = download.run(client, lease)
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(lambda t, key=key: (self._active.pop(key, None), self._tasks.discard(t)))

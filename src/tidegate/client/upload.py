@@ -38,11 +38,10 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from ..publish.protocol import MECHANISM, MEDIA_TYPE, META, PROBLEM_MEDIA_TYPE
+from ..simple.names import is_wheel
 from ..wheelmeta import MetadataError, read_wheel_metadata_from_path
 
-MEDIA_TYPE = "application/vnd.pypi.upload.v2+json"
-META = {"api-version": "2.0"}
-MECHANISM = "http-post-bytes"
 CHUNK = 256 * 1024
 # Extend a session when fewer than this many seconds remain, by EXTEND_FOR seconds.
 EXTEND_MARGIN = 15 * 60
@@ -112,7 +111,7 @@ def dist_from_path(path: str | Path) -> Dist:
     path = Path(path)
     filename = path.name
     try:
-        if filename.endswith(".whl"):
+        if is_wheel(filename):
             name, version, _, _ = parse_wheel_filename(filename)
             filetype = "bdist_wheel"
         else:
@@ -233,7 +232,7 @@ class Reply:
 async def call(http: aiohttp.ClientSession, method: str, url: str, *, body: dict | None = None,
                ok: Iterable[int] = (200, 201, 202, 204), what: str = "") -> Reply:
     """One Upload 2.0 JSON request. Statuses outside `ok` raise UploadError with the problem."""
-    headers = {"Accept": f"{MEDIA_TYPE}, application/problem+json;q=0.9, application/json;q=0.8"}
+    headers = {"Accept": f"{MEDIA_TYPE}, {PROBLEM_MEDIA_TYPE};q=0.9, application/json;q=0.8"}
     data = None
     if body is not None:
         headers["Content-Type"] = MEDIA_TYPE

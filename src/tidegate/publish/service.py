@@ -1,29 +1,68 @@
-"""What both upload APIs share: receiving bytes safely, validating archives, name policy."""
+"""The publishing service: everything both upload APIs do, as one application service.
+
+Handlers parse the request, authenticate the user and call one method here; every rule (rights,
+names, files, the PEP 694 state machines, the shadowing guard) is applied here, once, and every
+refusal is a PublishError. State changes are functions over the index rows run in one
+transaction each (storage decides nothing); every status change goes through the transition
+tables of states.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import json
+import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable, Mapping
 
 from ..cache.sink import HashingSink
-from ..config import Settings
-from ..proxy import Proxy
-from ..upstream.client import UpstreamError
-from .index import LocalIndex
-from .validate import Inspected, UploadError, inspect_archive
+from ..config import Settings, User
+from ..simple.names import NormalizedName, is_sdist
+from ..storage import BlobStore, IndexStore
+from ..storage.index import IndexRows
+from ..storage.records import PublishedFile, Session, Upload
+from . import states
+from .errors import Conflict, Forbidden, InsufficientStorage, Invalid, NotFound, PublishError, TooLarge, Unprocessable
+from .protocol import MECHANISM
+from .states import FileEvent, FileState, SessionEvent, SessionState
+from .validate import Inspected, check_filename, check_hashes, check_name_version, check_size, inspect_archive
+
+log = logging.getLogger(__name__)
+
+# Does an upstream serve a project of this name? Its name, or None; Unavailable if unknown now.
+UpstreamServes = Callable[[NormalizedName], Awaitable[str | None]]
+
+MAX_EXTENSION = 10 * 365 * 86400.0  # beyond any configurable maximum lifetime
+GARBAGE_GRACE = 3600.0  # an unreferenced local blob younger than this may still be on its way in
+LEGACY_DIGESTS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
 
 
 @dataclass(frozen=True, slots=True)
 class Received:
+    """An upload's bytes in a temp file, with every digest asked for."""
+
     temp: Path
     size: int
     sha256: str
-    digests: dict[str, str]  # every algorithm asked for, computed over the bytes received
+    digests: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A session and its file uploads, as its status reports them."""
+
+    session: Session
+    uploads: tuple[Upload, ...]
+
+
+async def no_upstream(name: NormalizedName) -> None:
+    """The name check of commands that never register a name (recovery, yank)."""
+    return None
 
 
 def new_token() -> str:
@@ -31,23 +70,447 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def upload_time(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+
+
+def already_exists(filename: str) -> str:
+    """The refusal twine's --skip-existing recognises (it looks for "File already exists")."""
+    return (f"File already exists: {filename} was published with other contents; published files never "
+            "change, so upload it under a new version.")
+
+
+def require_right(user: User, project: str) -> None:
+    """Checked on every request, as PEP 694 requires: rights can change while a session is open."""
+    if not user.may_upload(project):
+        raise Forbidden(f"User {user.name} may not upload to {project}.", source="Authorization")
+
+
 class Publisher:
-    def __init__(self, settings: Settings, local: LocalIndex, proxy: Proxy) -> None:
+    def __init__(self, settings: Settings, index: IndexStore, blobs: BlobStore, upstream_serves: UpstreamServes,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.local = local
-        self.proxy = proxy
+        self._index = index
+        self._blobs = blobs
+        self._upstream_serves = upstream_serves
+        self._clock = clock
+        self._background: set[asyncio.Task] = set()
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    # --- publishing sessions ---
+
+    async def create_session(self, user: User, name: object, version: object) -> SessionView:
+        if not isinstance(name, str) or not isinstance(version, str):
+            raise Invalid("name and version are required strings.", source="name")
+        project, version = check_name_version(name, version)
+        require_right(user, project)  # 403 before 409: do not disclose a session to outsiders
+        await self._check_new_name(project)
+        now, token = self._clock(), new_token()
+
+        def create(rows: IndexRows) -> Session:
+            live = [s for s in rows.sessions_of(project, version) if s.status in states.LIVE]
+            if live:
+                raise Conflict(f"A publishing session for {project} {version} is already in progress; use it.",
+                               source="session", location=live[0].token)
+            rows.register(project, now)
+            session = Session(token, project, version, states.SESSION_INITIAL, now,
+                              now + self.settings.session_lifetime, None, ())
+            rows.insert_session(session)
+            return session
+
+        return SessionView(await self._index.write(create), ())
+
+    async def session(self, user: User, token: str, *, allow_ended: bool = False) -> SessionView:
+        """A session, authorized for this user. Ended sessions keep only their status URL
+        (allow_ended); their other URLs answer 404."""
+        view = await self._view(token)
+        if view is not None and view.session.status in states.EXPIRABLE and view.session.expires_at < self._clock():
+            await self.expire_now()  # past expires-at is expired now, not at the next sweep
+            view = await self._view(token)
+        if view is None:
+            raise NotFound("No such publishing session (it may have expired and been purged).")
+        require_right(user, view.session.project)
+        if not allow_ended and view.session.status == SessionState.CANCELED:
+            raise NotFound("This publishing session was canceled; its data is gone.")
+        return view
+
+    async def _view(self, token: str) -> SessionView | None:
+        def read(rows: IndexRows) -> SessionView | None:
+            session = rows.session(token)
+            return SessionView(session, tuple(rows.uploads(token))) if session else None
+
+        return await self._index.read(read)
+
+    async def cancel(self, user: User, token: str) -> SessionView:
+        await self.session(user, token, allow_ended=True)
+        now = self._clock()
+        orphans = await self._index.write(lambda rows: _end_session(rows, token, SessionEvent.CANCEL, now, ()))
+        await self._remove_unreferenced(orphans)
+        return await self.session(user, token, allow_ended=True)
+
+    async def publish(self, user: User, token: str) -> SessionView:
+        await self.session(user, token)
+        now = self._clock()
+
+        def publish(rows: IndexRows) -> None:
+            session = rows.session(token)
+            assert session is not None
+            # The table decides whether this state may publish at all (Refused, 409, if not).
+            published = states.session_transition(session.status, SessionEvent.PUBLISH_IMMEDIATE)
+            if session.expires_at < now:
+                raise NotFound("The session has expired.", source="session")
+            uploads = [u for u in rows.uploads(token) if u.status != FileState.CANCELED]
+            unfinished = [u for u in uploads if u.status != FileState.COMPLETED]
+            if unfinished:
+                try:
+                    states.session_transition(session.status, SessionEvent.PUBLISH_INCOMPLETE)
+                except states.Refused as exc:
+                    raise Conflict(exc.message + " Not completed: " + ", ".join(
+                        f"{u.filename} is {u.status}" for u in unfinished) + ".", source="session",
+                        files=[u.filename for u in unfinished]) from None
+            # Every refusal below is "publish request fails synchronously": the state stays.
+            states.session_transition(session.status, SessionEvent.PUBLISH_FAILED_SYNC)
+            if not uploads:
+                raise Invalid("The session has no files to publish; upload at least one.", source="session")
+            taken = [u.filename for u in uploads if rows.published(u.filename) is not None]
+            if taken:
+                raise Conflict("Already published, and published files never change: " + ", ".join(taken) + ".",
+                               source="session", files=taken)
+            sdists = [u.filename for u in uploads if is_sdist(u.filename)] + [
+                f.filename for f in rows.files_of(session.project) if f.version == session.version and is_sdist(f.filename)]
+            if len(sdists) > 1:
+                raise Conflict("A release has one source distribution; these compete: " + ", ".join(sdists) + ".",
+                               source="session", files=sdists)
+            stamp = upload_time(now)
+            for u in uploads:
+                # The sha256 we computed is always advertised, whatever the client declared.
+                rows.insert_file(PublishedFile(
+                    u.filename, session.project, session.version, u.sha256 or "", {**u.hashes, "sha256": u.sha256 or ""},
+                    u.size, stamp, u.requires_python, u.metadata_sha256, None, u.attestations), session=token)
+            rows.update_session(token, status=published, ended_at=now)
+
+        await self._index.write(publish)
+        return await self.session(user, token, allow_ended=True)
+
+    async def extend(self, user: User, token: str, seconds: float) -> SessionView:
+        view = await self.session(user, token)
+        session = view.session
+        if session.status in states.EDITABLE:
+            # A suggestion: honoured up to the configured maximum age, never moved earlier.
+            until = min(session.expires_at + _extension(seconds),
+                        session.created_at + self.settings.session_max_lifetime)
+            await self._index.write(lambda rows: _extend(rows, token, until))
+        return await self.session(user, token)
+
+    # --- file upload sessions ---
+
+    async def upload(self, user: User, token: str, upload_id: str, *, allow_ended: bool = False) -> Upload:
+        view = await self.session(user, token, allow_ended=allow_ended)
+        upload = next((u for u in view.uploads if u.id == upload_id), None)
+        if upload is None:
+            raise NotFound("No such file upload session.")
+        return upload
+
+    async def add_file(self, user: User, token: str, request: Mapping[str, object]) -> Upload:
+        """A new file upload session from a request's filename, size, hashes and mechanism."""
+        session = (await self.session(user, token)).session
+        filename = request.get("filename")
+        if not isinstance(filename, str):
+            raise Invalid("filename is a required string.", source="filename")
+        check_filename(filename, session.project, session.version)
+        size = check_size(request.get("size"), self.settings.max_upload_size)
+        hashes = check_hashes(request.get("hashes"))
+        mechanism = request.get("mechanism")
+        if mechanism != MECHANISM:
+            raise Unprocessable(f"Unsupported upload mechanism {str(mechanism)[:100]!r}; this server offers "
+                                f"{MECHANISM}.", source="mechanism")
+        now = self._clock()
+        upload = Upload(secrets.token_urlsafe(12), token, filename, states.FILE_INITIAL, size, hashes, mechanism,
+                        now, min(now + self.settings.session_lifetime, session.expires_at), None, None, None, None, ())
+
+        def add(rows: IndexRows) -> Upload:
+            current = _file_changed(rows, token)  # refused (409) unless the session is editable
+            if current.expires_at < now:
+                raise NotFound("The session has expired.", source="session")
+            if rows.published(filename) is not None:
+                raise Conflict(f"{filename} is already published, and published files never change.",
+                               source="filename")
+            other = next((u for u in rows.uploads(token) if u.filename == filename and u.status != FileState.CANCELED),
+                         None)
+            if other is not None:
+                raise Conflict(f"{filename} is already in this session ({other.status}); delete that upload first "
+                               "to replace it.", source="filename")
+            rows.insert_upload(upload)
+            return upload
+
+        return await self._index.write(add)
+
+    async def receive_file(self, user: User, token: str, upload_id: str, chunks: AsyncIterator[bytes],
+                           content_length: int | None) -> None:
+        """http-post-bytes: the raw file, streamed to disk and checked against the declared size
+        and every declared hash before the upload session records it."""
+        upload = await self.upload(user, token, upload_id)
+        if upload.status not in states.ACCEPTS_BYTES:
+            raise Conflict(f"This file upload is {upload.status}; bytes are accepted only while it is pending.",
+                           source="status")
+        if content_length is not None and content_length != upload.size:
+            raise Invalid(f"The body has {content_length} bytes; the upload session declared {upload.size}.",
+                          source="Content-Length")
+        received = await self.receive(chunks, algorithms=set(upload.hashes), limit=upload.size)
+        try:
+            if received.size != upload.size:
+                raise Invalid(f"Received {received.size} bytes; the upload session declared {upload.size}.",
+                              source="content")
+            wrong = [name for name, digest in upload.hashes.items() if received.digests[name] != digest]
+            if wrong:
+                raise Invalid(f"The bytes received do not match the declared {', '.join(wrong)}.", source="hashes")
+            await self._commit(received)
+
+            def record(rows: IndexRows) -> None:
+                _transition_upload(rows, upload_id, FileEvent.BYTES_RECEIVED,
+                                   "This file upload is {status}; bytes are only accepted while it is pending.")
+                rows.update_upload(upload_id, sha256=received.sha256)
+
+            try:
+                await self._index.write(record)
+            except PublishError:  # canceled or deleted while the bytes were arriving
+                await self._remove_unreferenced([received.sha256])
+                raise
+        finally:
+            self.discard(received)
+
+    async def set_attestations(self, user: User, token: str, upload_id: str, body: bytes) -> None:
+        await self.upload(user, token, upload_id)
+        try:
+            attestations = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise Invalid("The request body is not valid JSON.", source="body") from None
+        if not isinstance(attestations, list) or not attestations or not all(
+            isinstance(a, dict) and isinstance(a.get("envelope"), dict) and "verification_material" in a
+            for a in attestations
+        ):
+            raise Invalid("Attestations must be a JSON array of PEP 740 attestation objects.", source="body")
+
+        def record(rows: IndexRows) -> None:
+            _transition_upload(rows, upload_id, FileEvent.BYTES_RECEIVED,
+                               "Attestations must be uploaded before the file upload is completed.")
+            rows.update_upload(upload_id, attestations=json.dumps(attestations))
+
+        await self._index.write(record)
+
+    async def complete(self, user: User, token: str, upload_id: str) -> tuple[Upload, bool]:
+        """Validate the uploaded file: (the upload, whether validation goes on in the background)."""
+        session = (await self.session(user, token)).session
+        upload = await self.upload(user, token, upload_id)
+        if upload.status not in states.ACCEPTS_BYTES:
+            raise Conflict(f"This file upload is {upload.status}; only a pending upload can be completed.",
+                           source="status")
+        if upload.sha256 is None:
+            message = "No bytes were uploaded before completion; delete this upload and start again."
+            await self._finish(upload_id, FileEvent.COMPLETE_FAILED, notice=message)
+            raise Invalid(message, source="content")
+        if upload.size > self.settings.deferred_validation:
+            updated = await self._finish(upload_id, FileEvent.COMPLETE_DEFERRED, strict=True)
+            task = asyncio.ensure_future(self._validate(session, upload, deferred=True))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return updated, True
+        problem = await self._validate(session, upload, deferred=False)
+        if problem is not None:
+            raise Invalid(problem, source="content")
+        return await self.upload(user, token, upload_id), False
+
+    async def _validate(self, session: Session, upload: Upload, *, deferred: bool) -> str | None:
+        """Check the archive; move the upload to completed or error. Returns the error, if any."""
+        try:
+            inspected = await self._inspect(upload.sha256 or "", upload.filename, session.project, session.version)
+            metadata_sha256 = await self._keep_metadata(upload.filename, inspected)
+        except PublishError as exc:
+            event = FileEvent.PROCESSING_FAILED if deferred else FileEvent.COMPLETE_FAILED
+            await self._finish(upload.id, event, notice=exc.message)
+            return exc.message
+        event = FileEvent.PROCESSING_SUCCEEDED if deferred else FileEvent.COMPLETE_IMMEDIATE
+        await self._finish(upload.id, event, requires_python=inspected.requires_python,
+                           metadata_sha256=metadata_sha256)
+        return None
+
+    async def _finish(self, upload_id: str, event: FileEvent, *, strict: bool = False, notice: str | None = None,
+                      **changes: object) -> Upload:
+        """Apply a completion outcome to a file upload. Unless `strict`, an upload deleted or
+        canceled meanwhile (allowed while files process) just drops the outcome."""
+
+        def finish(rows: IndexRows) -> Upload:
+            current = rows.upload(upload_id)
+            assert current is not None
+            status = states.file_transition(current.status, event)
+            notices = current.notices + ((notice,) if notice else ())
+            fields = {k: v for k, v in changes.items() if v is not None}
+            rows.update_upload(upload_id, status=status, notices=notices, **fields)
+            _file_changed(rows, current.token)
+            return replace(current, status=status, notices=notices, **fields)
+
+        try:
+            return await self._index.write(finish)
+        except states.Refused:
+            if strict:
+                raise
+            return await self._index.read(lambda rows: rows.upload(upload_id))
+
+    async def delete_file(self, user: User, token: str, upload_id: str) -> None:
+        await self.upload(user, token, upload_id)
+
+        def delete(rows: IndexRows) -> list[str]:
+            upload = rows.upload(upload_id)
+            assert upload is not None
+            _file_changed(rows, token)  # a file is deleted: refused (409) unless the session is editable
+            rows.update_upload(upload_id, status=states.file_transition(upload.status, FileEvent.DELETE))
+            return [upload.sha256] if upload.sha256 else []
+
+        await self._remove_unreferenced(await self._index.write(delete))
+
+    async def extend_file(self, user: User, token: str, upload_id: str, seconds: float) -> Upload:
+        view = await self.session(user, token)
+        upload = await self.upload(user, token, upload_id)
+        # A file upload lives as long as its session at most; extending the file extends both.
+        until = min(upload.expires_at + _extension(seconds),
+                    view.session.created_at + self.settings.session_max_lifetime)
+        if upload.status != FileState.CANCELED and view.session.status in states.EDITABLE:
+            await self._index.write(lambda rows: _extend(rows, token, until))
+        return await self.upload(user, token, upload_id)
+
+    # --- stage previews ---
+
+    async def stage(self, token: str) -> SessionView | None:
+        """The session behind a stage URL, while it is open for previews."""
+        view = await self._view(token)
+        if view is None or view.session.status in states.SESSION_TERMINAL or view.session.expires_at < self._clock():
+            return None
+        return view
+
+    # --- the legacy API ---
+
+    async def legacy_upload(self, user: User, fields: Mapping[str, str], received: Received, filename: str) -> bool:
+        """Publish one file uploaded through the legacy API; False if the same file was already
+        published (a re-upload changes nothing). The caller discards `received`."""
+        project, version = check_name_version(fields.get("name", ""), fields.get("version", ""))
+        check_filename(filename, project, version)
+        require_right(user, project)
+        for field, algorithm in LEGACY_DIGESTS.items():
+            given = fields.get(field, "").strip().lower()
+            if given and given != received.digests[algorithm]:
+                raise Invalid(f"{field} does not match the uploaded file; the upload was corrupted or the digest is "
+                              "wrong.", source=field)
+        existing = await self._index.read(lambda rows: rows.published(filename))
+        if existing is not None:  # before any content check: twine --skip-existing looks for this
+            if existing.sha256 == received.sha256:
+                return False
+            raise Invalid(already_exists(filename), source="content")
+        await self._check_new_name(project)
+        await self._commit(received)
+        try:
+            inspected = await self._inspect(received.sha256, filename, project, version)
+            metadata_sha256 = await self._keep_metadata(filename, inspected)
+            attestations = fields.get("attestations")
+            now = self._clock()
+            file = PublishedFile(filename, project, version, received.sha256, {"sha256": received.sha256},
+                                 received.size, upload_time(now), inspected.requires_python, metadata_sha256, None,
+                                 attestations if attestations and _is_json_list(attestations) else None)
+
+            def add(rows: IndexRows) -> bool:
+                existing = rows.published(filename)
+                if existing is not None:
+                    if existing.sha256 == file.sha256:
+                        return False
+                    raise Invalid(already_exists(filename), source="content")
+                if is_sdist(filename):
+                    other = [f.filename for f in rows.files_of(project) if f.version == version and is_sdist(f.filename)]
+                    if other:
+                        raise Invalid(f"A release has one source distribution, and {version} has {other[0]}.",
+                                      source="content")
+                rows.register(project, now)
+                rows.insert_file(file, session=None)
+                return True
+
+            return await self._index.write(add)
+        except PublishError:
+            await self._remove_unreferenced([received.sha256])
+            raise
+
+    # --- administration ---
+
+    async def yank(self, filename: str, reason: str | None) -> bool:
+        """Yank a published file (reason "" for none) or, with None, un-yank it (PEP 592)."""
+        return await self._index.write(lambda rows: rows.set_yanked(filename, reason))
+
+    async def expire_now(self) -> None:
+        """Cancel expired sessions and pending uploads (purging their files) and forget ended
+        sessions older than the retention period (the sweep runs this periodically)."""
+        now = self._clock()
+        retention = self.settings.session_retention
+
+        def expire(rows: IndexRows) -> list[str]:
+            orphans: list[str] = []
+            for session in rows.sessions_expired(now):
+                if session.status in states.EXPIRABLE:
+                    orphans += _end_session(rows, session.token, SessionEvent.EXPIRE, now, ("The session expired.",))
+            # Pending uploads past their own expiry are canceled too (their session lives on).
+            for upload in rows.uploads_expired(now):
+                if upload.status == FileState.PENDING:
+                    rows.update_upload(upload.id, status=states.file_transition(upload.status, FileEvent.EXPIRE))
+                    orphans += [upload.sha256] if upload.sha256 else []
+            for token in rows.sessions_ended_before(now - retention):
+                rows.delete_session(token)
+            return orphans
+
+        await self._remove_unreferenced(await self._index.write(expire))
+
+    async def recover(self) -> None:
+        """After a restart, no deferred completion is running any more: fail it, so the client
+        can delete and re-upload the file instead of waiting forever."""
+
+        def recover(rows: IndexRows) -> None:
+            for upload in rows.uploads_in(FileState.PROCESSING):
+                rows.update_upload(upload.id, status=states.file_transition(upload.status, FileEvent.INTERRUPTED),
+                                   notices=upload.notices + ("tidegate restarted while validating this file; "
+                                                             "upload it again.",))
+
+        await self._index.write(recover)
+
+    async def collect_garbage(self, grace: float = GARBAGE_GRACE) -> None:
+        """Delete local blobs that nothing refers to, such as those a crash left between the
+        commit of the bytes and the row that would have pointed at them. The grace period keeps
+        the blob of an upload still between those two steps."""
+        cutoff = self._clock() - grace
+        for key in await self._blobs.keys():
+            info = await self._blobs.info(key)
+            if info is None or info.committed_at < cutoff:
+                await self._remove_unreferenced([key])
+
+    # --- bytes ---
 
     async def receive(self, chunks: AsyncIterator[bytes], *, algorithms: set[str], limit: int) -> Received:
         """Stream an upload to a temp file (never whole in memory), hashing as it goes. The caller
-        commits or discards the temp file; a failure here removes it. `algorithms` are hashlib
-        names, plus "blake2_256" as the legacy API names BLAKE2b-256."""
-        sink = HashingSink(self.local.blobs.temp_path("upload"), algorithms | {"sha256"})
+        commits or discards it; a failure here removes it. `algorithms` are hashlib names, plus
+        "blake2_256" as the legacy API names BLAKE2b-256."""
+        try:
+            sink = HashingSink(self._blobs.temp_path("upload"), algorithms | {"sha256"})
+        except OSError as exc:
+            _raise_if_full(exc)
+            raise
         try:
             async for chunk in chunks:
                 if sink.size + len(chunk) > limit:
-                    raise UploadError(f"The file is larger than the {limit} bytes allowed.", status=413, source="content")
+                    raise TooLarge(f"The file is larger than the {limit} bytes allowed.", source="content")
                 await sink.write(chunk)
             digests = await sink.finish()
+        except OSError as exc:
+            await sink.abort()
+            _raise_if_full(exc)
+            raise
         except BaseException:
             await sink.abort()
             raise
@@ -56,59 +519,114 @@ class Publisher:
     def discard(self, received: Received) -> None:
         received.temp.unlink(missing_ok=True)
 
-    async def commit(self, received: Received) -> Path:
-        return await asyncio.to_thread(self.local.blobs.commit, received.temp, received.sha256)
-
-    async def inspect(self, sha256: str, filename: str, project: str, version: str) -> Inspected:
+    async def _commit(self, received: Received) -> None:
         try:
-            return await asyncio.to_thread(inspect_archive, self.local.blobs.path(sha256), filename, project, version)
-        except FileNotFoundError:
-            raise UploadError("The uploaded bytes are no longer stored; upload the file again.",
-                              source="content") from None
+            await self._blobs.commit(received.temp, received.sha256)
+        except OSError as exc:
+            _raise_if_full(exc)
+            raise
 
-    async def keep_metadata(self, filename: str, inspected: Inspected) -> str | None:
+    async def _inspect(self, sha256: str, filename: str, project: str, version: str) -> Inspected:
+        fh = await self._blobs.open(sha256)
+        if fh is None:
+            raise Invalid("The uploaded bytes are no longer stored; upload the file again.", source="content")
+        with fh:
+            return await asyncio.to_thread(inspect_archive, fh, filename, project, version)
+
+    async def _keep_metadata(self, filename: str, inspected: Inspected) -> str | None:
         """Store a wheel's METADATA as its PEP 658 metadata file; returns its sha256."""
-        if not filename.endswith(".whl"):
+        if inspected.kind != "wheel":
             return None
         digest = hashlib.sha256(inspected.metadata).hexdigest()
-        await asyncio.to_thread(self.local.store.put_metadata, digest, inspected.metadata)
+        await self._index.write(lambda rows: rows.put_metadata(digest, inspected.metadata))
         return digest
 
-    async def check_new_name(self, project: str) -> None:
+    async def _check_new_name(self, project: NormalizedName) -> None:
         """Refuse to register a local project that an upstream serves, unless configured: it
         would shadow the public package for every client of this index."""
-        if self.local.store.is_registered(project) or self.settings.may_shadow(project):
+        if self.settings.may_shadow(project) or await self._index.read(lambda rows: rows.is_registered(project)):
             return
-        try:
-            record, _ = await self.proxy.page(project)
-        except UpstreamError as exc:
-            raise UploadError(f"Cannot check whether {project} exists upstream ({exc}); try again later.",
-                              status=503, source="name") from exc
-        if record is not None and record.served is not None:
-            upstream = record.parts[0].upstream if record.parts else "an upstream"
-            raise UploadError(
-                f"{project} is a project on {upstream}; a local upload would shadow it for every client. "
-                "Add it to `shadow` in the configuration if that is intended.", status=403, source="name")
+        upstream = await self._upstream_serves(project)
+        if upstream is not None:
+            raise Forbidden(f"{project} is a project on {upstream}; a local upload would shadow it for every client. "
+                            "Add it to `shadow` in the configuration if that is intended.", source="name")
 
-    def expire_now(self) -> None:
-        """Cancel expired sessions and purge their files (the sweep does this periodically)."""
-        self.remove_blobs(self.local.store.expire(time.time(), self.settings.session_retention))
+    async def _remove_unreferenced(self, sha256s: list[str]) -> None:
+        for digest in dict.fromkeys(sha256s):
+            if not await self._index.read(lambda rows: _referenced(rows, digest)):
+                await self._blobs.remove(digest)
 
-    def collect_garbage(self, grace: float = 3600.0) -> None:
-        """Delete local blobs that nothing refers to, such as those a crash left between the
-        commit of the bytes and the row that would have pointed at them. The grace period keeps
-        the blob of an upload still between those two steps."""
-        cutoff = time.time() - grace
-        for key in self.local.blobs.keys():
-            path = self.local.blobs.path(key)
-            try:
-                old = path.stat().st_mtime < cutoff
-            except FileNotFoundError:
-                old = True
-            if old and not self.local.store.referenced(key):
-                self.local.blobs.remove(key)
 
-    def remove_blobs(self, sha256s: list[str]) -> None:
-        for digest in sha256s:
-            if not self.local.store.referenced(digest):
-                self.local.blobs.remove(digest)
+# --- rules over rows (each runs inside the caller's transaction) ---------------------------------
+
+
+def _extension(seconds: float) -> float:
+    return min(seconds, MAX_EXTENSION)
+
+
+def _file_changed(rows: IndexRows, token: str) -> Session:
+    """A file of the session changed: FILE_CHANGED (open stays open, error stays error; refused
+    in any other state)."""
+    session = rows.session(token)
+    assert session is not None
+    status = states.session_transition(session.status, SessionEvent.FILE_CHANGED)
+    if status != session.status:
+        rows.update_session(token, status=status)
+    return session
+
+
+def _transition_upload(rows: IndexRows, upload_id: str, event: FileEvent, refusal: str) -> None:
+    upload = rows.upload(upload_id)
+    assert upload is not None
+    try:
+        states.file_transition(upload.status, event)
+    except states.Refused:
+        raise Conflict(refusal.format(status=upload.status), source="status") from None
+
+
+def _end_session(rows: IndexRows, token: str, event: SessionEvent, now: float, notices: tuple[str, ...]) -> list[str]:
+    """Cancel or expire a session and its files. Returns the blobs of its files (candidates
+    for removal), and forgets a reserved name nothing was published under."""
+    session = rows.session(token)
+    assert session is not None
+    rows.update_session(token, status=states.session_transition(session.status, event), ended_at=now,
+                        notices=notices)
+    blobs = []
+    for upload in rows.uploads(token):
+        if upload.status not in states.FILE_TERMINAL:
+            rows.update_upload(upload.id, status=states.file_transition(upload.status, FileEvent.SESSION_ENDED))
+        if upload.sha256:
+            blobs.append(upload.sha256)
+    # A canceled first release leaves no trace.
+    if not rows.files_of(session.project) and not any(
+            s.status in states.LIVE for s in rows.sessions_of(session.project)):
+        rows.unregister(session.project)
+    return blobs
+
+
+def _extend(rows: IndexRows, token: str, until: float) -> None:
+    session = rows.session(token)
+    assert session is not None
+    rows.update_session(token, expires_at=max(session.expires_at, until))
+    for upload in rows.uploads(token):
+        if upload.status not in states.FILE_TERMINAL:
+            rows.update_upload(upload.id, expires_at=max(upload.expires_at, until))
+
+
+def _referenced(rows: IndexRows, sha256: str) -> bool:
+    """Whether a published file or a live file upload still needs this blob."""
+    return rows.files_with_blob(sha256) > 0 or any(
+        u.status not in states.FILE_TERMINAL for u in rows.uploads_with_blob(sha256))
+
+
+def _raise_if_full(exc: OSError) -> None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise InsufficientStorage("This server's storage is full; the upload was not kept. Try again later.",
+                                  source="content") from exc
+
+
+def _is_json_list(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), list)
+    except ValueError:
+        return False

@@ -2,8 +2,10 @@
 
 The transition tables are data, laid out row by row like the PEP's "Publishing Session States"
 and "File Upload Session States" tables, so the code can be checked against the PEP by eye.
-Pure: no I/O. States are plain strings because they are stored and reported as the ``status``
-key as they are; ``processing``, ``error`` and ``canceled`` exist in both machines.
+Below each PEP table, a few rows marked "tidegate" cover what the PEP leaves to the server:
+expiry, the files of a session that ends, and a restart during deferred processing. Every
+status change anywhere in tidegate goes through `session_transition` or `file_transition`, and
+the sets of live, editable and terminal states are derived from the tables. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -11,33 +13,33 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .errors import Conflict
+
 __all__ = [
-    "CANCELED", "COMPLETED", "EDITABLE", "ERROR", "FILE_INITIAL", "FILE_STATES", "FILE_TABLE",
-    "FILE_TERMINAL", "OPEN", "PENDING", "PROCESSING", "PUBLISHED", "SESSION_INITIAL",
-    "SESSION_STATES", "SESSION_TABLE", "SESSION_TERMINAL", "UNCHANGED", "FileEvent", "Refused",
-    "Rejection", "SessionEvent", "accepts_bytes", "file_transition", "is_terminal",
-    "session_transition",
+    "ACCEPTS_BYTES", "EDITABLE", "FILE_INITIAL", "FILE_TABLE", "FILE_TERMINAL", "LIVE",
+    "SESSION_INITIAL", "SESSION_TABLE", "SESSION_TERMINAL", "UNCHANGED", "FileEvent", "FileState",
+    "Refused", "Rejection", "SessionEvent", "SessionState", "file_transition", "session_transition",
 ]
 
-OPEN = "open"
-PENDING = "pending"
-PROCESSING = "processing"
-COMPLETED = "completed"
-PUBLISHED = "published"
-ERROR = "error"
-CANCELED = "canceled"
 
-SESSION_STATES = (OPEN, PROCESSING, PUBLISHED, ERROR, CANCELED)
-SESSION_INITIAL = OPEN  # "(none) -- Session created --> open"
-SESSION_TERMINAL = frozenset({PUBLISHED, CANCELED})
+class SessionState(enum.StrEnum):
+    """A publishing session's ``status``, as stored and reported."""
 
-FILE_STATES = (PENDING, PROCESSING, COMPLETED, ERROR, CANCELED)
-FILE_INITIAL = PENDING  # "(none) -- File upload session created (202 Accepted) --> pending"
-FILE_TERMINAL = frozenset({CANCELED})
+    OPEN = "open"
+    PROCESSING = "processing"
+    PUBLISHED = "published"
+    ERROR = "error"
+    CANCELED = "canceled"
 
-# A publishing session in `error` permits exactly what `open` does: files may be uploaded,
-# replaced and deleted, and it may be published or canceled.
-EDITABLE = frozenset({OPEN, ERROR})
+
+class FileState(enum.StrEnum):
+    """A file upload session's ``status``, as stored and reported."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    ERROR = "error"
+    CANCELED = "canceled"
 
 
 class SessionEvent(enum.Enum):
@@ -51,6 +53,7 @@ class SessionEvent(enum.Enum):
     PUBLISH_SUCCEEDED = "deferred processing succeeds"
     PUBLISH_FAILED = "deferred processing fails"
     CANCEL = "session canceled (DELETE)"
+    EXPIRE = "the session's expires-at passes (tidegate)"
 
 
 class FileEvent(enum.Enum):
@@ -63,6 +66,9 @@ class FileEvent(enum.Enum):
     PROCESSING_SUCCEEDED = "deferred processing succeeds"
     PROCESSING_FAILED = "deferred processing fails"
     DELETE = "cancellation requested (DELETE)"
+    EXPIRE = "the file upload session's expires-at passes (tidegate)"
+    SESSION_ENDED = "its publishing session is canceled or expires (tidegate)"
+    INTERRUPTED = "tidegate restarts during deferred processing (tidegate)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,57 +88,66 @@ class _Unchanged:
 # not a state change, unlike a rejection the PEP requires.
 UNCHANGED = _Unchanged()
 
-Target = str | Rejection | _Unchanged
-Row = tuple[tuple[str, ...], enum.Enum, Target]
+Target = SessionState | FileState | Rejection | _Unchanged
+Row = tuple[tuple[enum.StrEnum, ...], enum.Enum, Target]
+
+S, F = SessionEvent, FileEvent
+OPEN, PROCESSING, PUBLISHED, ERROR, CANCELED = SessionState
+PENDING, F_PROCESSING, COMPLETED, F_ERROR, F_CANCELED = FileState
 
 _NOT_COMPLETED = Rejection(409, "Every file must be completed before publishing; wait for the pending "
                                 "and processing files, and delete files in error.")
-_S = SessionEvent
-_F = FileEvent
 
 # "Publishing Session States". The first row, (none) -> open, is SESSION_INITIAL.
+SESSION_INITIAL = OPEN
 SESSION_TABLE: tuple[Row, ...] = (
-    # From            Event                      To
-    ((OPEN,),         _S.FILE_CHANGED,           OPEN),
-    ((OPEN,),         _S.PUBLISH_IMMEDIATE,      PUBLISHED),
-    ((OPEN,),         _S.PUBLISH_DEFERRED,       PROCESSING),
-    ((OPEN, ERROR),   _S.PUBLISH_INCOMPLETE,     _NOT_COMPLETED),
-    ((OPEN, ERROR),   _S.PUBLISH_FAILED_SYNC,    UNCHANGED),
-    ((OPEN, ERROR),   _S.CANCEL,                 CANCELED),
-    ((PROCESSING,),   _S.PUBLISH_SUCCEEDED,      PUBLISHED),
-    ((PROCESSING,),   _S.PUBLISH_FAILED,         ERROR),
-    ((PROCESSING,),   _S.CANCEL,                 Rejection(409, "The session is being published and can "
-                                                           "no longer be canceled; wait for it to finish.")),
-    ((ERROR,),        _S.FILE_CHANGED,           ERROR),
+    # From            Event                    To
+    ((OPEN,),         S.FILE_CHANGED,          OPEN),
+    ((OPEN,),         S.PUBLISH_IMMEDIATE,     PUBLISHED),
+    ((OPEN,),         S.PUBLISH_DEFERRED,      PROCESSING),
+    ((OPEN, ERROR),   S.PUBLISH_INCOMPLETE,    _NOT_COMPLETED),
+    ((OPEN, ERROR),   S.PUBLISH_FAILED_SYNC,   UNCHANGED),
+    ((OPEN, ERROR),   S.CANCEL,                CANCELED),
+    ((PROCESSING,),   S.PUBLISH_SUCCEEDED,     PUBLISHED),
+    ((PROCESSING,),   S.PUBLISH_FAILED,        ERROR),
+    ((PROCESSING,),   S.CANCEL,                Rejection(409, "The session is being published and can "
+                                                         "no longer be canceled; wait for it to finish.")),
+    ((ERROR,),        S.FILE_CHANGED,          ERROR),
     # "Publish retried -> processing or published"
-    ((ERROR,),        _S.PUBLISH_IMMEDIATE,      PUBLISHED),
-    ((ERROR,),        _S.PUBLISH_DEFERRED,       PROCESSING),
+    ((ERROR,),        S.PUBLISH_IMMEDIATE,     PUBLISHED),
+    ((ERROR,),        S.PUBLISH_DEFERRED,      PROCESSING),
+    # tidegate: an expired session is canceled, like a DELETE (a publish in progress finishes).
+    ((OPEN, ERROR),   S.EXPIRE,                CANCELED),
 )
 
 # "File Upload Session States". The first row, (none) -> pending, is FILE_INITIAL.
+FILE_INITIAL = PENDING
 FILE_TABLE: tuple[Row, ...] = (
-    # From            Event                      To
-    ((PENDING,),      _F.BYTES_RECEIVED,         PENDING),
-    ((PENDING,),      _F.COMPLETE_IMMEDIATE,     COMPLETED),
-    ((PENDING,),      _F.COMPLETE_DEFERRED,      PROCESSING),
-    ((PENDING,),      _F.COMPLETE_FAILED,        ERROR),
-    ((PENDING,),      _F.DELETE,                 CANCELED),
-    ((PROCESSING,),   _F.PROCESSING_SUCCEEDED,   COMPLETED),
-    ((PROCESSING,),   _F.PROCESSING_FAILED,      ERROR),
-    ((PROCESSING,),   _F.DELETE,                 Rejection(409, "The file is still being processed and "
-                                                           "cannot be deleted yet; wait for it to finish.")),
-    ((COMPLETED,),    _F.DELETE,                 CANCELED),
-    ((ERROR,),        _F.DELETE,                 CANCELED),
+    # From            Event                    To
+    ((PENDING,),      F.BYTES_RECEIVED,        PENDING),
+    ((PENDING,),      F.COMPLETE_IMMEDIATE,    COMPLETED),
+    ((PENDING,),      F.COMPLETE_DEFERRED,     F_PROCESSING),
+    ((PENDING,),      F.COMPLETE_FAILED,       F_ERROR),
+    ((PENDING,),      F.DELETE,                F_CANCELED),
+    ((F_PROCESSING,), F.PROCESSING_SUCCEEDED,  COMPLETED),
+    ((F_PROCESSING,), F.PROCESSING_FAILED,     F_ERROR),
+    ((F_PROCESSING,), F.DELETE,                Rejection(409, "The file is still being processed and "
+                                                         "cannot be deleted yet; wait for it to finish.")),
+    ((COMPLETED,),    F.DELETE,                F_CANCELED),
+    ((F_ERROR,),      F.DELETE,                F_CANCELED),
+    # tidegate: a pending upload expires on its own; every file goes with its session; a
+    # validation cut short by a restart fails, so the client can delete and upload again.
+    ((PENDING,),      F.EXPIRE,                F_CANCELED),
+    ((PENDING, F_PROCESSING, COMPLETED, F_ERROR), F.SESSION_ENDED, F_CANCELED),
+    ((F_PROCESSING,), F.INTERRUPTED,           F_ERROR),
 )
 
 
-class Refused(Exception):
+class Refused(Conflict):
     """A request the state machine does not allow in the current state."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(message, source="status", status=status)
 
 
 def _index(table: tuple[Row, ...]) -> dict[tuple[str, enum.Enum], Target]:
@@ -148,38 +163,46 @@ _SESSION = _index(SESSION_TABLE)
 _FILE = _index(FILE_TABLE)
 
 
-def _step(cells: dict[tuple[str, enum.Enum], Target], states: tuple[str, ...], terminal: frozenset[str],
-          what: str, state: str, event: enum.Enum) -> str:
-    if state not in states:
+def _sources(cells: dict[tuple[str, enum.Enum], Target], event: enum.Enum, allowed: type) -> frozenset:
+    return frozenset(state for (state, e), target in cells.items() if e is event and isinstance(target, allowed))
+
+
+def _terminal(states: type[enum.StrEnum], cells: dict[tuple[str, enum.Enum], Target]) -> frozenset:
+    """States no row leads out of."""
+    return frozenset(s for s in states if not any(state == s for state, _ in cells))
+
+
+SESSION_TERMINAL = _terminal(SessionState, _SESSION)  # published, canceled
+FILE_TERMINAL = _terminal(FileState, _FILE)  # canceled
+LIVE = frozenset(SessionState) - SESSION_TERMINAL  # a session that still counts for its release
+# Where files may be uploaded, replaced or deleted: open, and error (which allows what open does).
+EDITABLE = _sources(_SESSION, S.FILE_CHANGED, SessionState)
+ACCEPTS_BYTES = _sources(_FILE, F.BYTES_RECEIVED, FileState)  # bytes and attestations: pending only
+EXPIRABLE = _sources(_SESSION, S.EXPIRE, SessionState)
+
+
+def _step(cells: dict[tuple[str, enum.Enum], Target], states: type[enum.StrEnum], terminal: frozenset,
+          what: str, state: str, event: enum.Enum):
+    if state not in states.__members__.values():
         raise ValueError(f"{state!r} is not a state of a {what}")
     target = cells.get((state, event))
-    if isinstance(target, str):
+    if isinstance(target, states):
         return target
     if target is UNCHANGED:
-        return state
+        return states(state)
     if isinstance(target, Rejection):
         raise Refused(target.status, target.reason)
-    # Not in the PEP's table: every such pair is a conflict with the current state.
+    # Not in the table: every such pair is a conflict with the current state.
     if state in terminal:
         raise Refused(409, f"The {what} is {state}, which is final; start a new one instead.")
     raise Refused(409, f"The {what} is {state}, which does not allow this ({event.value}).")
 
 
-def session_transition(state: str, event: SessionEvent) -> str:
-    """The publishing session's state after ``event``; Refused if the PEP does not allow it."""
-    return _step(_SESSION, SESSION_STATES, SESSION_TERMINAL, "publishing session", state, event)
+def session_transition(state: str, event: SessionEvent) -> SessionState:
+    """The publishing session's state after ``event``; Refused if the table does not allow it."""
+    return _step(_SESSION, SessionState, SESSION_TERMINAL, "publishing session", state, event)
 
 
-def file_transition(state: str, event: FileEvent) -> str:
-    """The file upload session's state after ``event``; Refused if the PEP does not allow it."""
-    return _step(_FILE, FILE_STATES, FILE_TERMINAL, "file upload session", state, event)
-
-
-def is_terminal(state: str) -> bool:
-    """Whether nothing more can happen (``published`` only exists for sessions, so one set serves both)."""
-    return state in SESSION_TERMINAL or state in FILE_TERMINAL
-
-
-def accepts_bytes(file_state: str) -> bool:
-    """File bytes (and attestations) may only arrive while the upload is ``pending``."""
-    return file_state == PENDING
+def file_transition(state: str, event: FileEvent) -> FileState:
+    """The file upload session's state after ``event``; Refused if the table does not allow it."""
+    return _step(_FILE, FileState, FILE_TERMINAL, "file upload session", state, event)

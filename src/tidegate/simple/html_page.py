@@ -18,11 +18,10 @@ from .model import (
     Project,
     dedupe_files,
     fragment_hash,
-    normalize,
     resolve_http_url,
-    valid_filename,
     valid_hashes,
 )
+from .names import normalize, valid_filename
 
 # --- parsing ---------------------------------------------------------------------------------
 

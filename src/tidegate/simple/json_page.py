@@ -10,7 +10,8 @@ import json
 import re
 from typing import Any, Iterable, Mapping
 
-from .model import API_VERSION_FULL, File, Project, dedupe_files, resolve_http_url, valid_filename, valid_hashes
+from .model import API_VERSION_FULL, File, Project, dedupe_files, resolve_http_url, valid_hashes
+from .names import valid_filename
 
 _UPLOAD_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
 _API_VERSION = re.compile(r"([0-9]+)\.[0-9]+")
@@ -101,7 +102,11 @@ def parse_project_json(body: bytes, page_url: str, name: str) -> Project:
 
     Raises ValueError when the body is not a v1 JSON project page.
     """
-    doc = _load(body)
+    return project_from_document(_load(body), page_url, name)
+
+
+def project_from_document(doc: object, page_url: str, name: str) -> Project:
+    """The model of an already decoded PEP 691 project page (see parse_project_json)."""
     if not isinstance(doc, dict):
         raise ValueError("Simple API JSON page is not a JSON object")
     meta = doc.get("meta", {})
@@ -174,8 +179,10 @@ def _dump(doc: dict[str, object]) -> bytes:
     return text.encode("utf-8", errors="replace")
 
 
-def render_project_json(project: Project) -> bytes:
-    """The project page as compact UTF-8 PEP 691 JSON."""
+def project_document(project: Project, *, complete: bool = False) -> dict[str, object]:
+    """The model as a PEP 691 project page object. As stored, nothing is derived (`versions`
+    only if the source listed them: project_from_document(project_document(p)) == p); complete,
+    `versions` lists every version of the page, as PEP 700 asks of what is served."""
     meta: dict[str, object] = {"api-version": project.api_version()}
     if project.tracks:
         meta["tracks"] = list(project.tracks)
@@ -187,14 +194,22 @@ def render_project_json(project: Project) -> bytes:
         "meta": meta,
         "name": project.name,
         "files": [_file_json(f) for f in project.files],
-        "versions": list(project.all_versions()),
     }
+    if complete:
+        doc["versions"] = list(project.all_versions())
+    elif project.versions is not None:
+        doc["versions"] = list(project.versions)
     status = {"status": project.status, "reason": project.status_reason}
     if any(v is not None for v in status.values()):
         doc["project-status"] = {k: v for k, v in status.items() if v is not None}
     if project.alternate_locations:
         doc["alternate-locations"] = list(project.alternate_locations)
-    return _dump(doc)
+    return doc
+
+
+def render_project_json(project: Project) -> bytes:
+    """The project page as compact UTF-8 PEP 691 JSON, `versions` always listed (PEP 700)."""
+    return _dump(project_document(project, complete=True))
 
 
 def render_index_json(names: Iterable[str]) -> bytes:
@@ -204,4 +219,5 @@ def render_index_json(names: Iterable[str]) -> bytes:
     )
 
 
-__all__ = ["parse_project_json", "render_index_json", "render_project_json"]
+__all__ = ["parse_project_json", "project_document", "project_from_document", "render_index_json",
+           "render_project_json"]

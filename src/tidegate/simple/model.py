@@ -13,13 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping
 from urllib.parse import urljoin, urlsplit
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from .names import file_version, is_wheel
 
 # Versions of the Simple API. 1.1 (PEP 700) made `versions` and `files[].size` mandatory in
 # JSON; 1.2 (tracks), 1.3 (provenance) and 1.4 (status) only added optional keys.
@@ -51,7 +45,7 @@ class File:
 
     @property
     def is_wheel(self) -> bool:
-        return self.filename.endswith(".whl")
+        return is_wheel(self.filename)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,37 +82,6 @@ class Project:
         return API_VERSION_BASE
 
 
-_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
-
-
-def normalize(name: str) -> str:
-    return canonicalize_name(name)
-
-
-@functools.lru_cache(maxsize=8192)
-def checked_name(raw: str) -> str | None:
-    """The normalized form of a project name from a URL, or None if it is not a valid name.
-    Memoized: the same few names arrive over and over on the hot path."""
-    return normalize(raw) if is_valid_name(raw) else None
-
-
-def is_valid_name(name: str) -> bool:
-    """A project name as the core metadata specification allows it (before normalization)."""
-    return len(name) <= 200 and _VALID_NAME.match(name) is not None
-
-
-def file_version(filename: str) -> str | None:
-    """The version a wheel or sdist filename names, or None for other or invalid names."""
-    try:
-        if filename.endswith(".whl"):
-            return str(parse_wheel_filename(filename)[1])
-        if filename.endswith((".tar.gz", ".zip")):
-            return str(parse_sdist_filename(filename)[1])
-    except (InvalidWheelFilename, InvalidSdistFilename):
-        return None
-    return None
-
-
 def fragment_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
     """The (name, hex) pair to put in an HTML link's URL fragment."""
     for name in FRAGMENT_HASHES:
@@ -151,20 +114,8 @@ def valid_hashes(hashes: Mapping[object, object]) -> dict[str, str]:
     return out
 
 
-# Filenames end up in our own URLs and cache paths, so only a conservative alphabet passes.
-_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!~-]*")
-MAX_FILENAME = 255  # the usual filesystem limit; no real distribution name comes near it
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 _ASCII_WS = "\t\n\f\r "
-
-
-def valid_filename(filename: str) -> bool:
-    """Whether a distribution filename is safe to put into our own URLs and paths."""
-    return (
-        len(filename) <= MAX_FILENAME
-        and _FILENAME.fullmatch(filename) is not None
-        and ".." not in filename
-    )
 
 
 def resolve_http_url(url: str, base: str) -> str | None:
@@ -201,13 +152,8 @@ __all__ = [
     "File",
     "Project",
     "dedupe_files",
-    "file_version",
     "fragment_hash",
-    "checked_name",
-    "is_valid_name",
-    "normalize",
     "replace",
     "resolve_http_url",
-    "valid_filename",
     "valid_hashes",
 ]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from ..config import Settings
-from ..proxy import Proxy
 from ..publish.service import Publisher
+from ..readpath.local import LocalSource
+from ..readpath.proxy import Proxy
+from ..storage import Storage
 
 SETTINGS = web.AppKey("settings", Settings)
+STORAGE = web.AppKey("storage", Storage)
 PROXY = web.AppKey("proxy", Proxy)
-ROOT_MEMO = web.AppKey("root_memo", dict[str, Any])
+LOCAL = web.AppKey("local", LocalSource)  # the local index source, which stage overlays build on
 PUBLISHER = web.AppKey("publisher", Publisher)

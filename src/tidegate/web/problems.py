@@ -1,39 +1,39 @@
-"""RFC 9457 problem documents, with the `meta` and `errors` members PEP 694 asks for."""
+"""RFC 9457 problem documents, with the `meta` and `errors` members PEP 694 asks for: the one
+place where the publish domain's refusals become Upload 2.0 responses."""
 
 from __future__ import annotations
 
 import json
 from http import HTTPStatus
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
-UPLOAD_JSON = "application/vnd.pypi.upload.v2+json"
-PROBLEM_JSON = "application/problem+json"
-API_VERSION = "2.0"
+from ..publish.errors import PublishError
+from ..publish.protocol import API_VERSION, PROBLEM_MEDIA_TYPE
+from .auth import CHALLENGE
 
 
-class Problem(Exception):
-    """Raised by upload handlers; the middleware turns it into a problem document."""
+def problem(status: int, detail: str, errors: list[dict[str, str]], headers: dict[str, str] | None = None) -> web.Response:
+    body = {
+        "type": "about:blank",
+        "status": status,
+        "title": HTTPStatus(status).phrase,
+        "detail": detail,
+        "meta": {"api-version": API_VERSION},
+        "errors": errors,
+    }
+    return web.Response(status=status, body=json.dumps(body).encode(), content_type=PROBLEM_MEDIA_TYPE,
+                        headers=headers)
 
-    def __init__(self, status: int, detail: str, *, source: str = "request",
-                 headers: dict[str, str] | None = None, errors: list[dict[str, str]] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers or {}
-        self.errors = errors or [{"source": source, "message": detail}]
 
-    def response(self) -> web.Response:
-        body = {
-            "type": "about:blank",
-            "status": self.status,
-            "title": HTTPStatus(self.status).phrase,
-            "detail": self.detail,
-            "meta": {"api-version": API_VERSION},
-            "errors": self.errors,
-        }
-        return web.Response(status=self.status, body=json.dumps(body).encode(), content_type=PROBLEM_JSON,
-                            headers=self.headers)
+def refusal(request: web.Request, exc: PublishError) -> web.Response:
+    errors = [{"source": f, "message": exc.message} for f in exc.files] or [{"source": exc.source, "message": exc.message}]
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers.update(CHALLENGE)
+    if exc.location:  # the session a conflict is about
+        headers[hdrs.LOCATION] = f"{request.url.origin()}/upload/session/{exc.location}"
+    return problem(exc.status, exc.message, errors, headers)
 
 
 @web.middleware
@@ -41,12 +41,12 @@ async def problems(request: web.Request, handler) -> web.StreamResponse:
     """Every error of the upload API as a problem document, aiohttp's own (404, 405, 413) too."""
     try:
         return await handler(request)
-    except Problem as problem:
-        return problem.response()
+    except PublishError as exc:
+        return refusal(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         detail = {404: "No such Upload 2.0 endpoint.", 405: f"{request.method} is not allowed here.",
                   413: "The request body is too large."}.get(exc.status, exc.reason)
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return Problem(exc.status, detail, headers=headers).response()
+        return problem(exc.status, detail, [{"source": "request", "message": detail}], headers)

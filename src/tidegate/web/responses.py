@@ -1,4 +1,5 @@
-"""Responses shared by the handlers: committed files via sendfile, and short plain-text errors."""
+"""Responses shared by the handlers: committed files via sendfile, short plain-text errors, and
+the read path's refusals."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import BinaryIO
 from aiohttp import hdrs, web
 
 from ..ranges import UNSATISFIABLE, parse_range
+from ..readpath.errors import ReadError
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -16,6 +18,11 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     """A one-sentence plain-text refusal: what was wrong and, where it helps, what to do."""
     return web.Response(status=status, text=message.rstrip() + "\n", headers=headers)
+
+
+def read_refusal(exc: ReadError, headers: dict[str, str] | None = None) -> web.Response:
+    """The one mapping of the read path's errors to responses."""
+    return error(exc.status, exc.message, headers)
 
 
 def etag_matches(header: str | None, etag: str) -> bool:

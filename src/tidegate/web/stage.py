@@ -6,53 +6,38 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..publish import states
+from ..readpath.local import StageSource
+from ..readpath.proxy import Proxy
 from . import files, simple
-from .keys import PROXY
+from .keys import LOCAL, PROXY, PUBLISHER
 from .responses import error
-
-
-def _session(request: web.Request):
-    return request.app[PROXY].local.live_session(request.match_info["token"])
-
 
 GONE = "No such stage: the session was published, canceled or has expired."
 
 
+async def _stage(request: web.Request) -> Proxy | None:
+    """The read path as the stage in the URL sees it, or None."""
+    view = await request.app[PUBLISHER].stage(request.match_info["token"])
+    if view is None:
+        return None
+    return request.app[PROXY].overlaid(StageSource(request.app[LOCAL], view.session, list(view.uploads)))
+
+
 async def stage_root(request: web.Request) -> web.StreamResponse:
-    session = _session(request)
-    if session is None:
-        return error(404, GONE)
-    return await simple.root_index(request, extra=session.project)
+    proxy = await _stage(request)
+    return error(404, GONE) if proxy is None else await simple.root_index(request, proxy)
 
 
 async def stage_project(request: web.Request) -> web.StreamResponse:
-    session = _session(request)
-    if session is None:
+    proxy = await _stage(request)
+    if proxy is None:
         return error(404, GONE)
-    local = request.app[PROXY].local
-
-    def overlay(name: str):
-        if name != session.project:
-            return None
-        return local.stage_page(session, local.page(name) if local.has(name) else None)
-
-    return await simple.project_page(request, overlay, prefix=f"/stage/{session.token}")
+    return await simple.project_page(request, proxy, prefix=f"/stage/{request.match_info['token']}")
 
 
 async def stage_file(request: web.Request) -> web.StreamResponse:
-    session = _session(request)
-    if session is None:
-        return error(404, GONE)
-    store = request.app[PROXY].local.store
-
-    def staged(project: str, filename: str):
-        if project != session.project:
-            return None
-        return next((u for u in store.uploads(session.token)
-                     if u.filename == filename and u.status == states.COMPLETED), None)
-
-    return await files.file(request, staged)
+    proxy = await _stage(request)
+    return error(404, GONE) if proxy is None else await files.file(request, proxy)
 
 
 def routes() -> list[web.AbstractRouteDef]:

@@ -12,24 +12,25 @@ import pytest
 
 from tidegate.publish import states
 from tidegate.publish.states import (
-    CANCELED,
-    COMPLETED,
+    ACCEPTS_BYTES,
     EDITABLE,
-    ERROR,
-    FILE_STATES,
-    OPEN,
-    PENDING,
-    PROCESSING,
-    PUBLISHED,
-    SESSION_STATES,
+    EXPIRABLE,
+    FILE_TERMINAL,
+    LIVE,
+    SESSION_TERMINAL,
     FileEvent,
+    FileState,
     Refused,
     SessionEvent,
-    accepts_bytes,
+    SessionState,
     file_transition,
-    is_terminal,
     session_transition,
 )
+
+OPEN, PROCESSING, PUBLISHED, ERROR, CANCELED = (SessionState.OPEN, SessionState.PROCESSING, SessionState.PUBLISHED,
+                                                SessionState.ERROR, SessionState.CANCELED)
+PENDING, COMPLETED = FileState.PENDING, FileState.COMPLETED
+SESSION_STATES, FILE_STATES = tuple(SessionState), tuple(FileState)
 
 S = SessionEvent
 F = FileEvent
@@ -69,6 +70,22 @@ PEP_FILE_ROWS = [
     (ERROR, F.DELETE, CANCELED),                    # File deleted (DELETE)
 ]
 
+# What the PEP leaves to the server, as tidegate decides it (the "tidegate" rows of the module).
+TIDEGATE_SESSION_ROWS = [
+    (OPEN, S.EXPIRE, CANCELED),                     # an expired session is canceled
+    (ERROR, S.EXPIRE, CANCELED),
+]
+TIDEGATE_FILE_ROWS = [
+    (PENDING, F.EXPIRE, CANCELED),                  # a pending upload expires on its own
+    (PENDING, F.SESSION_ENDED, CANCELED),           # every file goes with its session
+    (PROCESSING, F.SESSION_ENDED, CANCELED),
+    (COMPLETED, F.SESSION_ENDED, CANCELED),
+    (ERROR, F.SESSION_ENDED, CANCELED),
+    (PROCESSING, F.INTERRUPTED, ERROR),             # a restart fails a validation in progress
+]
+ALL_SESSION_ROWS = PEP_SESSION_ROWS + TIDEGATE_SESSION_ROWS
+ALL_FILE_ROWS = PEP_FILE_ROWS + TIDEGATE_FILE_ROWS
+
 
 def _expect(transition, state, event, expected) -> None:
     if expected == REJECT_409:
@@ -87,22 +104,22 @@ def test_initial_states() -> None:
     assert states.FILE_INITIAL == PENDING  # (none) -- File upload session created --> pending
 
 
-@pytest.mark.parametrize(("state", "event", "expected"), PEP_SESSION_ROWS)
+@pytest.mark.parametrize(("state", "event", "expected"), ALL_SESSION_ROWS)
 def test_session_row(state: str, event: SessionEvent, expected: str) -> None:
     _expect(session_transition, state, event, expected)
 
 
-@pytest.mark.parametrize(("state", "event", "expected"), PEP_FILE_ROWS)
+@pytest.mark.parametrize(("state", "event", "expected"), ALL_FILE_ROWS)
 def test_file_row(state: str, event: FileEvent, expected: str) -> None:
     _expect(file_transition, state, event, expected)
 
 
 SESSION_UNDEFINED = sorted(
-    set(itertools.product(SESSION_STATES, SessionEvent)) - {(s, e) for s, e, _ in PEP_SESSION_ROWS},
+    set(itertools.product(SESSION_STATES, SessionEvent)) - {(s, e) for s, e, _ in ALL_SESSION_ROWS},
     key=repr,
 )
 FILE_UNDEFINED = sorted(
-    set(itertools.product(FILE_STATES, FileEvent)) - {(s, e) for s, e, _ in PEP_FILE_ROWS},
+    set(itertools.product(FILE_STATES, FileEvent)) - {(s, e) for s, e, _ in ALL_FILE_ROWS},
     key=repr,
 )
 
@@ -144,8 +161,16 @@ def test_unknown_state_is_a_programming_error() -> None:
         file_transition(OPEN, F.DELETE)
 
 
-def test_helpers() -> None:
+def test_derived_state_sets() -> None:
     assert EDITABLE == {OPEN, ERROR}
-    assert [s for s in SESSION_STATES if is_terminal(s)] == [PUBLISHED, CANCELED]
-    assert [s for s in FILE_STATES if is_terminal(s)] == [CANCELED]
-    assert [s for s in FILE_STATES if accepts_bytes(s)] == [PENDING]
+    assert LIVE == {OPEN, PROCESSING, ERROR}
+    assert EXPIRABLE == {OPEN, ERROR}
+    assert SESSION_TERMINAL == {PUBLISHED, CANCELED}
+    assert FILE_TERMINAL == {CANCELED}
+    assert ACCEPTS_BYTES == {PENDING}
+
+
+def test_statuses_are_the_strings_pep_694_reports() -> None:
+    assert [str(s) for s in SessionState] == ["open", "processing", "published", "error", "canceled"]
+    assert [str(s) for s in FileState] == ["pending", "processing", "completed", "error", "canceled"]
+    assert session_transition("open", S.CANCEL) is SessionState.CANCELED

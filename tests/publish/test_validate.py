@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 
 from tidegate.publish import validate
+from tidegate.publish.errors import PublishError
 from tidegate.publish.validate import (
     Inspected,
-    UploadError,
     check_filename,
     check_hashes,
     check_name_version,
     check_size,
-    inspect_archive,
 )
 
 NAME, VERSION = "Demo.Pkg", "1.0"
@@ -29,6 +28,11 @@ SDIST = "demo_pkg-1.0.tar.gz"
 DIST_INFO = "demo_pkg-1.0.dist-info"
 TOP = "demo_pkg-1.0"
 WHEEL_FILE = b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+
+
+def inspect_archive(path: Path, filename: str, name: str, version: str) -> Inspected:
+    with open(path, "rb") as f:
+        return validate.inspect_archive(f, filename, name, version)
 
 
 def metadata(name: str = "demo.pkg", version: str = "1.0", extra: str = "") -> bytes:
@@ -67,11 +71,11 @@ def make_sdist(path: Path, members: dict[str, bytes] | None = None, *, drop: tup
 
 
 def rejected(source: str, match: str | None = None, status: int = 400):
-    """pytest.raises for an UploadError from ``source``; checks the status after the block."""
+    """pytest.raises for a refusal from ``source``; checks the status after the block."""
 
     class Check:
         def __enter__(self):
-            self.ctx = pytest.raises(UploadError, match=match)
+            self.ctx = pytest.raises(PublishError, match=match)
             self.info = self.ctx.__enter__()
             return self.info
 

@@ -1,0 +1,71 @@
+"""Every refusal of the publish domain, in one hierarchy.
+
+Each error carries its HTTP status, a one-sentence message (what was wrong, what to do) and the
+input it concerns (`source`). The upload APIs map the whole hierarchy once each: Upload 2.0 to
+RFC 9457 problem documents, the legacy API to plain text. An error that is not a PublishError
+is a bug, never a refusal.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+
+class PublishError(Exception):
+    status: ClassVar[int] = 400
+
+    def __init__(self, message: str, *, source: str = "request", files: Sequence[str] = (),
+                 location: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.source = source
+        self.files = list(files)  # filenames the refusal is about (PEP 694 `errors` entries)
+        self.location = location  # a session token to point at (the live session of a 409)
+        if status is not None:
+            self.status = status
+
+
+class Invalid(PublishError):
+    """The request or the uploaded file breaks a rule (names, hashes, archive contents)."""
+
+    status = 400
+
+
+class Unauthorized(PublishError):
+    status = 401
+
+
+class Forbidden(PublishError):
+    status = 403
+
+
+class NotFound(PublishError):
+    status = 404
+
+
+class Conflict(PublishError):
+    """The request contradicts the current state (a session's or file's status, a published name)."""
+
+    status = 409
+
+
+class TooLarge(PublishError):
+    status = 413
+
+
+class UnsupportedMediaType(PublishError):
+    status = 415
+
+
+class Unprocessable(PublishError):
+    status = 422
+
+
+class Unavailable(PublishError):
+    """Something tidegate depends on (an upstream, for the shadowing check) is failing; try later."""
+
+    status = 503
+
+
+class InsufficientStorage(PublishError):
+    status = 507

@@ -1,0 +1,294 @@
+"""The upstreams as a source of pages and files: this worker's memory, the shared page cache,
+then the upstreams in priority order (the first that has the project wins, unless the
+configuration merges it).
+
+An upstream that fails never lets a lower-priority upstream answer instead (that would be
+dependency confusion); the last good page is served instead, marked stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+
+from ..cache.downloads import DownloadFailed, Downloads, blob_key
+from ..cache.flight import SingleFlight
+from ..config import Settings
+from ..simple.model import File
+from ..simple.names import NormalizedName
+from ..storage import Storage
+from ..storage.protocols import Lease
+from ..storage.records import PageRecord, Part as UpstreamPart
+from ..upstream.client import PageFound, PageMissing, PageUnchanged, UpstreamClient, UpstreamError
+from ..upstream.policy import combine
+from ..wheelmeta import TAIL_SIZE, MetadataError, read_wheel_metadata, read_wheel_metadata_from_file
+from .answers import BlobAnswer, BytesAnswer, CacheResult, FileAnswer, FileQuery, PageAnswer, Part, StreamAnswer, \
+    content_type_of
+from .errors import NotCached, NotFound, Unavailable, UpstreamFailed
+from .memory import PageMemory
+from .pages import Page
+
+log = logging.getLogger(__name__)
+
+NEGATIVE_TTL = 60.0  # an unknown project is asked about again after at most this long
+PAGE_LOCK_POLL = 0.01  # seconds between tries for a page another worker is fetching
+METADATA_LIMIT = 16 * 1024 * 1024
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+
+
+class UpstreamSource:
+    def __init__(self, settings: Settings, storage: Storage, clients: list[UpstreamClient]) -> None:
+        self.settings = settings
+        self.clients = clients
+        self._pages = storage.pages
+        self._blobs = storage.cache_blobs
+        self._locks = storage.locks
+        self.downloads = Downloads(storage.cache_blobs, storage.locks)
+        self._memory = PageMemory(settings.memory_cache)
+        self._by_name = {c.name: c for c in clients}
+        self._flights: SingleFlight = SingleFlight()
+        self._listing = 0  # bumped when this worker learns a project appeared or vanished
+
+    @property
+    def offline(self) -> bool:
+        return self.settings.offline or not self.clients
+
+    def changed(self) -> int:
+        return self._listing
+
+    async def names(self) -> set[str]:
+        return set(await self._pages.names())
+
+    # --- pages ---
+
+    def is_fresh(self, record: PageRecord, now: float) -> bool:
+        ttls = [self._by_name[p.upstream].upstream.ttl for p in record.parts if p.upstream in self._by_name]
+        if not ttls:
+            ttls = [min([c.upstream.ttl for c in self.clients] + [NEGATIVE_TTL])]
+        return now - record.fetched_at < min(ttls)
+
+    async def page(self, name: NormalizedName, *, revalidate: bool = False) -> PageAnswer | None:
+        """The project's page, or None when no upstream has the project."""
+        page = self._memory.get(name)
+        if page is None:
+            record = await self._pages.load(name)
+            page = self._remember(record) if record is not None else None
+        if self.offline:
+            if page is None or page.record is None or not page.record.found:
+                raise NotCached(f"{name} is not in this mirror (tidegate is offline).")
+            return PageAnswer(page, CacheResult.OFFLINE)
+        if page is not None and not revalidate and self.is_fresh(page.record, time.time()):
+            how = CacheResult.HIT
+        else:
+            page, how = await self._flights.run(("page", name, revalidate), lambda: self._refresh(name, revalidate))
+        return PageAnswer(page, how) if page.record.found else None
+
+    def _remember(self, record: PageRecord) -> Page:
+        return self._memory.put(record.name, Page.of_record(record))
+
+    async def _refresh(self, name: str, revalidate: bool) -> tuple[Page, CacheResult]:
+        """Refresh a page from the upstreams, once across all workers: the worker holding the
+        page's lock asks upstream; the others wait and take what it stored."""
+        asked = time.time()
+        lease = await self._wait_for_lock("page:" + name)
+        try:
+            current = await self._pages.load(name)  # another worker may have refreshed it meanwhile
+            if current is not None and (current.fetched_at >= asked or not revalidate and self.is_fresh(current, time.time())):
+                return self._remember(current), CacheResult.HIT
+            return await self._fetch_page(name, current)
+        finally:
+            await lease.release()
+
+    async def _wait_for_lock(self, name: str) -> Lease:
+        while (lease := await self._locks.try_acquire(name)) is None:
+            await asyncio.sleep(PAGE_LOCK_POLL)
+        return lease
+
+    async def _fetch_page(self, name: str, current: PageRecord | None) -> tuple[Page, CacheResult]:
+        try:
+            parts = await self._resolve(name, current)
+        except UpstreamError as exc:
+            if current is not None:
+                log.warning("serving stale page for %s: %s", name, exc)
+                return self._remember(current), CacheResult.STALE
+            raise UpstreamFailed(f"No cached copy of {name} and the upstream failed: {exc}") from exc
+        now = time.time()
+        cooldowns = {c.name: c.upstream.cooldown for c in self.clients}
+        served = combine([(p.project, cooldowns[p.upstream]) for p in parts], now) if parts else None
+        if current is not None and current.served == served:
+            record = PageRecord(name, parts, current.served, now, current.changed_at)
+            how = CacheResult.REVALIDATED
+        else:
+            # Last-Modified has one-second resolution: a change must move it by at least that,
+            # or a client's If-Modified-Since would wrongly get 304 for the new page.
+            changed = max(now, current.changed_at + 1) if current is not None else now
+            record = PageRecord(name, parts, served, now, changed)
+            how = CacheResult.MISS
+        if (current is not None and current.found) != record.found:
+            self._listing += 1
+        await self._pages.store(record)
+        return self._remember(record), how
+
+    async def _resolve(self, name: str, current: PageRecord | None) -> tuple[UpstreamPart, ...]:
+        previous = {p.upstream: p for p in current.parts} if current else {}
+        parts: list[UpstreamPart] = []
+        for client in self.clients:
+            before = previous.get(client.name)
+            result = await client.fetch_page(name, before.validators if before else None)
+            if isinstance(result, PageUnchanged) and before is not None:
+                parts.append(before)
+            elif isinstance(result, PageFound):
+                parts.append(UpstreamPart(client.name, result.project, result.validators))
+            elif isinstance(result, PageMissing):
+                continue
+            if parts and not self.settings.merges(name):
+                break
+        return tuple(parts)
+
+    async def serves(self, name: NormalizedName) -> str | None:
+        """The upstream that serves a project of this name, or None (UpstreamFailed if that
+        cannot be known now). What the shadowing guard of uploads asks."""
+        try:
+            answer = await self.page(name)
+        except NotCached:
+            return None
+        if answer is None or answer.page.record is None:
+            return None
+        parts = answer.page.record.parts
+        return parts[0].upstream if parts else "an upstream"
+
+    # --- files ---
+
+    def source_of(self, record: PageRecord, filename: str) -> tuple[File, UpstreamClient] | None:
+        """The upstream file entry behind a filename on a served page, and who serves it."""
+        served = record.served.file(filename) if record.served is not None else None
+        if served is None:
+            return None
+        for part in record.parts:
+            # The very entry the page lists: with merging, another upstream's file of the same
+            # name may be hidden (by cooldown or priority) and must not be the one served.
+            if part.project.file(filename) == served and part.upstream in self._by_name:
+                return served, self._by_name[part.upstream]
+        return None
+
+    async def file(self, query: FileQuery, answer: PageAnswer) -> FileAnswer:
+        assert answer.page.record is not None
+        source = self.source_of(answer.page.record, query.filename)
+        if source is None:
+            raise NotFound(f"{query.filename} is not a file of project {query.project}.")
+        upstream_file, client = source
+        if query.part is Part.PROVENANCE:
+            raise NotFound(f"No provenance is available for {query.filename}.")
+        if query.part is Part.METADATA:
+            return BytesAnswer(await self.metadata(upstream_file, client), "application/octet-stream")
+        key = blob_key(upstream_file)
+        etag, content_type = f'"{key}"', content_type_of(query.filename)
+        fh = await self._blobs.open(key)
+        if fh is not None:
+            return BlobAnswer(fh, etag, content_type, CacheResult.HIT)
+        if self.settings.offline:
+            raise NotCached(f"{query.filename} is not cached and tidegate is offline.")
+        download = await self.downloads.start(key, upstream_file, client)
+        if not query.whole:
+            return StreamAnswer(download, etag, content_type)
+        # Exact Content-Length and byte ranges come from the committed file.
+        try:
+            await asyncio.shield(download.result)  # shared with other clients: never cancel it
+        except DownloadFailed as exc:
+            raise UpstreamFailed(f"Downloading {query.filename} from upstream failed: {exc}") from None
+        fh = await self._blobs.open(key)
+        if fh is None:
+            raise Unavailable(f"{query.filename} was evicted from the cache while being fetched; try again.")
+        return BlobAnswer(fh, etag, content_type, CacheResult.MISS)
+
+    async def _fetch_file(self, file: File, client: UpstreamClient) -> None:
+        """Make sure a file is in the blob store (downloading it whole if needed)."""
+        key = blob_key(file)
+        if await self._blobs.exists(key):
+            return
+        download = await self.downloads.start(key, file, client)
+        await asyncio.shield(download.result)
+
+    # --- PEP 658 metadata ---
+
+    async def metadata(self, file: File, client: UpstreamClient) -> bytes:
+        if not file.is_wheel and not file.core_metadata:
+            raise NotFound(f"No metadata file is available for {file.filename}.")
+        key = blob_key(file)
+        cached = await self._pages.load_metadata(key)
+        if cached is not None:
+            return cached
+        try:
+            return await self._flights.run(("metadata", key), lambda: self._find_metadata(file, client, key))
+        except (UpstreamError, DownloadFailed) as exc:
+            raise UpstreamFailed(f"Could not get the metadata of {file.filename} from upstream: {exc}") from None
+        except MetadataError as exc:
+            raise UpstreamFailed(f"The upstream's {file.filename} is not a valid wheel: {exc}") from None
+
+    async def _find_metadata(self, file: File, client: UpstreamClient, key: str) -> bytes:
+        metadata = None
+        if file.core_metadata and not self.settings.offline:
+            metadata = await self._upstream_metadata(file, client)
+        if metadata is None and file.is_wheel:
+            if await self._blobs.exists(key):
+                metadata = await self._metadata_from_blob(file)
+            elif self.settings.offline:
+                raise NotCached(f"The metadata of {file.filename} is not cached and tidegate is offline.")
+            else:
+                metadata = await self._ranged_metadata(file, client)
+            _check_digests(metadata, file.core_metadata, f"the metadata extracted from {file.filename}")
+        if metadata is None:
+            raise NotCached(f"No metadata is available for {file.filename}.")
+        await self._pages.store_metadata(key, metadata)
+        return metadata
+
+    async def _metadata_from_blob(self, file: File) -> bytes:
+        fh = await self._blobs.open(blob_key(file))
+        if fh is None:  # evicted just now
+            raise Unavailable(f"{file.filename} left the cache before its metadata was read; try again.")
+        with fh:
+            return await asyncio.to_thread(read_wheel_metadata_from_file, fh, file.filename)
+
+    async def _upstream_metadata(self, file: File, client: UpstreamClient) -> bytes | None:
+        status, _, body = await client.fetch_bytes(file.url + ".metadata", METADATA_LIMIT)
+        if status != 200:
+            return None
+        _check_digests(body, file.core_metadata, f"{client.name}'s metadata of {file.filename}")
+        return body
+
+    async def _ranged_metadata(self, file: File, client: UpstreamClient) -> bytes:
+        """Read METADATA out of a remote wheel with two Range requests (zip directory, member);
+        download the whole wheel only when the upstream does not answer ranges."""
+        status, headers, tail = await client.fetch_bytes(file.url, TAIL_SIZE, {"Range": f"bytes=-{TAIL_SIZE}"},
+                                                         expect=206)
+        match = _CONTENT_RANGE.fullmatch(headers.get("Content-Range", "").strip()) if status == 206 else None
+        if match is None:
+            if status not in (200, 206):
+                raise UpstreamError(f"{client.name} answered {status} for {file.filename}")
+            await self._fetch_file(file, client)  # no range support: the whole wheel, once
+            return await self._metadata_from_blob(file)
+        tail_start, total = int(match.group(1)), int(match.group(3))
+
+        async def read(offset: int, length: int) -> bytes:
+            if offset >= tail_start and offset + length <= total:
+                return tail[offset - tail_start : offset - tail_start + length]
+            rng = f"bytes={offset}-{offset + length - 1}"
+            status, _, body = await client.fetch_bytes(file.url, length, {"Range": rng}, expect=206)
+            if status != 206 or len(body) != length:
+                raise UpstreamError(f"{client.name}: bad answer to a range request for {file.filename}")
+            return body
+
+        return await read_wheel_metadata(read, total, file.filename)
+
+    async def close(self) -> None:
+        await self.downloads.close()
+
+
+def _check_digests(body: bytes, expected: object, what: str) -> None:
+    """Metadata must match the hashes the page advertises for it, or pip rejects it."""
+    for name, digest in (expected.items() if isinstance(expected, dict) else ()):
+        if name in hashlib.algorithms_available and hashlib.new(name, body).hexdigest() != digest:
+            raise UpstreamError(f"{what} does not match its advertised {name}")

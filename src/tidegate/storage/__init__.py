@@ -1,0 +1,52 @@
+"""The one seam between tidegate and its state: `open_storage(settings)` gives every part.
+
+Protocols in protocols.py; implementations on local disk beside them. Commands (serve, the
+start-up recovery, yank, ...) all open storage here, so the layout and the engines are chosen
+in one place.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+from ..config import Settings
+from .blobs import FileBlobStore
+from .index import SqliteIndex
+from .layout import Layout
+from .locks import FileLocks
+from .pagecache import DiskPageCache
+from .protocols import BlobStore, IndexStore, Locks, PageCache
+
+
+@dataclass
+class Storage:
+    pages: PageCache
+    cache_blobs: BlobStore  # files from upstreams, evicted beyond files_max_size
+    local_blobs: BlobStore  # uploaded files, never evicted
+    index: IndexStore
+    locks: Locks
+
+    async def close(self) -> None:
+        for part in (self.pages, self.cache_blobs, self.local_blobs, self.index, self.locks):
+            await part.close()
+
+
+async def open_storage(settings: Settings) -> Storage:
+    layout = Layout(settings.data_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    return Storage(
+        pages=DiskPageCache(layout.pages),
+        cache_blobs=FileBlobStore(layout.cache_blobs, settings.files_max_size),
+        local_blobs=FileBlobStore(layout.local_blobs),
+        index=SqliteIndex(layout.index),
+        locks=FileLocks(layout.locks),
+    )
+
+
+def remove_legacy_state(settings: Settings) -> None:
+    """State an older tidegate kept in a format this one does not read (start-up recovery)."""
+    shutil.rmtree(Layout(settings.data_dir).legacy_pages, ignore_errors=True)
+
+
+__all__ = ["BlobStore", "IndexStore", "Locks", "PageCache", "Storage", "open_storage", "remove_legacy_state"]

@@ -1,0 +1,333 @@
+"""The local index (published files, publishing sessions, file uploads) in SQLite.
+
+`IndexRows` is every row operation the publish service needs, as plain SQL over one connection.
+`SqliteIndex` runs a function over those rows in one transaction: writes on one thread with its
+own connection (BEGIN IMMEDIATE: checks and changes inside cannot interleave with another
+process's), reads on other threads with read-only connections, which in WAL mode never wait
+for the writer. Nothing here decides what a status means: publish/ does, through the PEP 694
+tables, and hands the rows their new values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterable, TypeVar
+
+from .records import PublishedFile, Session, Upload
+from .sqlite import connect
+
+T = TypeVar("T")
+
+# Each entry brings the schema from its index to the next version (PRAGMA user_version); its
+# statements are separated by semicolons, so none may appear inside one.
+MIGRATIONS = (
+    """
+    CREATE TABLE IF NOT EXISTS projects (      -- registered names: a name with no published file is reserved
+        name TEXT PRIMARY KEY,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS files (         -- published files
+        filename TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        version TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        hashes TEXT NOT NULL,                  -- JSON object
+        size INTEGER NOT NULL,
+        upload_time TEXT NOT NULL,
+        requires_python TEXT,
+        metadata_sha256 TEXT,
+        yanked TEXT,                           -- NULL: not yanked, else the reason ('' for none)
+        attestations TEXT,                     -- JSON (PEP 740) or NULL
+        session TEXT                           -- the session that published it, NULL for a legacy upload
+    );
+    CREATE INDEX IF NOT EXISTS files_project ON files (project);
+    CREATE TABLE IF NOT EXISTS sessions (      -- publishing sessions
+        token TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        ended_at REAL,
+        notices TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX IF NOT EXISTS sessions_release ON sessions (project, version);
+    CREATE TABLE IF NOT EXISTS uploads (       -- file upload sessions
+        id TEXT PRIMARY KEY,
+        token TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        status TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        hashes TEXT NOT NULL,
+        mechanism TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        sha256 TEXT,
+        requires_python TEXT,
+        metadata_sha256 TEXT,
+        attestations TEXT,
+        notices TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX IF NOT EXISTS uploads_session ON uploads (token);
+    CREATE TABLE IF NOT EXISTS metadata (      -- PEP 658 metadata files, by their own sha256
+        sha256 TEXT PRIMARY KEY,
+        body BLOB NOT NULL
+    );
+    """,
+)
+
+_SESSION_FIELDS = frozenset({"status", "expires_at", "ended_at", "notices"})
+_UPLOAD_FIELDS = frozenset({"status", "expires_at", "sha256", "requires_python", "metadata_sha256", "attestations",
+                            "notices"})
+_JSON_FIELDS = frozenset({"notices", "hashes"})
+
+
+def _session(row: sqlite3.Row) -> Session:
+    return Session(row["token"], row["project"], row["version"], row["status"], row["created_at"],
+                   row["expires_at"], row["ended_at"], tuple(json.loads(row["notices"])))
+
+
+def _upload(row: sqlite3.Row) -> Upload:
+    return Upload(row["id"], row["token"], row["filename"], row["status"], row["size"], json.loads(row["hashes"]),
+                  row["mechanism"], row["created_at"], row["expires_at"], row["sha256"], row["requires_python"],
+                  row["metadata_sha256"], row["attestations"], tuple(json.loads(row["notices"])))
+
+
+def _file(row: sqlite3.Row) -> PublishedFile:
+    return PublishedFile(row["filename"], row["project"], row["version"], row["sha256"], json.loads(row["hashes"]),
+                         row["size"], row["upload_time"], row["requires_python"], row["metadata_sha256"],
+                         row["yanked"], row["attestations"])
+
+
+def _value(key: str, value: Any) -> Any:
+    return json.dumps(list(value) if key == "notices" else value) if key in _JSON_FIELDS else value
+
+
+def _assignments(changes: dict[str, Any], allowed: frozenset[str]) -> tuple[str, list[Any]]:
+    unknown = set(changes) - allowed
+    if unknown or not changes:
+        raise ValueError(f"cannot update {sorted(unknown) or 'nothing'}")
+    return ", ".join(f"{key} = ?" for key in changes), [_value(k, v) for k, v in changes.items()]
+
+
+class IndexRows:
+    """The row operations of the local index, over one connection inside one transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return self._db.execute(sql, tuple(args)).fetchall()
+
+    # --- projects ---
+
+    def local_projects(self) -> set[str]:
+        """Projects with at least one published file: those the local index shows."""
+        return {row[0] for row in self._all("SELECT DISTINCT project FROM files")}
+
+    def is_registered(self, project: str) -> bool:
+        return bool(self._all("SELECT 1 FROM projects WHERE name = ?", (project,)))
+
+    def register(self, project: str, now: float) -> None:
+        self._db.execute("INSERT OR IGNORE INTO projects (name, created_at) VALUES (?, ?)", (project, now))
+
+    def unregister(self, project: str) -> None:
+        self._db.execute("DELETE FROM projects WHERE name = ?", (project,))
+
+    # --- published files ---
+
+    def files_of(self, project: str) -> list[PublishedFile]:
+        return [_file(r) for r in self._all("SELECT * FROM files WHERE project = ? ORDER BY filename", (project,))]
+
+    def published(self, filename: str) -> PublishedFile | None:
+        rows = self._all("SELECT * FROM files WHERE filename = ?", (filename,))
+        return _file(rows[0]) if rows else None
+
+    def insert_file(self, f: PublishedFile, *, session: str | None) -> None:
+        self._db.execute(
+            "INSERT INTO files (filename, project, version, sha256, hashes, size, upload_time, requires_python,"
+            " metadata_sha256, yanked, attestations, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (f.filename, f.project, f.version, f.sha256, json.dumps(f.hashes), f.size, f.upload_time,
+             f.requires_python, f.metadata_sha256, f.yanked, f.attestations, session),
+        )
+
+    def set_yanked(self, filename: str, reason: str | None) -> bool:
+        return self._db.execute("UPDATE files SET yanked = ? WHERE filename = ?", (reason, filename)).rowcount == 1
+
+    def files_with_blob(self, sha256: str) -> int:
+        return self._all("SELECT COUNT(*) FROM files WHERE sha256 = ?", (sha256,))[0][0]
+
+    def metadata(self, sha256: str) -> bytes | None:
+        rows = self._all("SELECT body FROM metadata WHERE sha256 = ?", (sha256,))
+        return bytes(rows[0][0]) if rows else None
+
+    def put_metadata(self, sha256: str, body: bytes) -> None:
+        self._db.execute("INSERT OR IGNORE INTO metadata (sha256, body) VALUES (?, ?)", (sha256, body))
+
+    # --- publishing sessions ---
+
+    def session(self, token: str) -> Session | None:
+        rows = self._all("SELECT * FROM sessions WHERE token = ?", (token,))
+        return _session(rows[0]) if rows else None
+
+    def sessions_of(self, project: str, version: str | None = None) -> list[Session]:
+        if version is None:
+            return [_session(r) for r in self._all("SELECT * FROM sessions WHERE project = ?", (project,))]
+        return [_session(r) for r in self._all("SELECT * FROM sessions WHERE project = ? AND version = ?",
+                                               (project, version))]
+
+    def sessions_expired(self, now: float) -> list[Session]:
+        """Sessions that have not ended and whose expires-at has passed."""
+        return [_session(r) for r in self._all("SELECT * FROM sessions WHERE ended_at IS NULL AND expires_at < ?",
+                                               (now,))]
+
+    def sessions_ended_before(self, cutoff: float) -> list[str]:
+        return [r[0] for r in self._all("SELECT token FROM sessions WHERE ended_at IS NOT NULL AND ended_at < ?",
+                                        (cutoff,))]
+
+    def insert_session(self, s: Session) -> None:
+        self._db.execute(
+            "INSERT INTO sessions (token, project, version, status, created_at, expires_at, ended_at, notices)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (s.token, s.project, s.version, str(s.status), s.created_at, s.expires_at, s.ended_at,
+             json.dumps(list(s.notices))),
+        )
+
+    def update_session(self, token: str, **changes: Any) -> None:
+        sql, args = _assignments(changes, _SESSION_FIELDS)
+        self._db.execute(f"UPDATE sessions SET {sql} WHERE token = ?", (*args, token))
+
+    def delete_session(self, token: str) -> None:
+        """Forget a session and its file uploads."""
+        self._db.execute("DELETE FROM uploads WHERE token = ?", (token,))
+        self._db.execute("DELETE FROM sessions WHERE token = ?", (token,))
+
+    # --- file upload sessions ---
+
+    def upload(self, upload_id: str) -> Upload | None:
+        rows = self._all("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+        return _upload(rows[0]) if rows else None
+
+    def uploads(self, token: str) -> list[Upload]:
+        return [_upload(r) for r in self._all("SELECT * FROM uploads WHERE token = ? ORDER BY created_at, rowid",
+                                              (token,))]
+
+    def uploads_expired(self, now: float) -> list[Upload]:
+        return [_upload(r) for r in self._all("SELECT * FROM uploads WHERE expires_at < ?", (now,))]
+
+    def uploads_in(self, status: str) -> list[Upload]:
+        return [_upload(r) for r in self._all("SELECT * FROM uploads WHERE status = ?", (str(status),))]
+
+    def uploads_with_blob(self, sha256: str) -> list[Upload]:
+        return [_upload(r) for r in self._all("SELECT * FROM uploads WHERE sha256 = ?", (sha256,))]
+
+    def insert_upload(self, u: Upload) -> None:
+        self._db.execute(
+            "INSERT INTO uploads (id, token, filename, status, size, hashes, mechanism, created_at, expires_at,"
+            " sha256, requires_python, metadata_sha256, attestations, notices)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (u.id, u.token, u.filename, str(u.status), u.size, json.dumps(u.hashes), u.mechanism, u.created_at,
+             u.expires_at, u.sha256, u.requires_python, u.metadata_sha256, u.attestations, json.dumps(list(u.notices))),
+        )
+
+    def update_upload(self, upload_id: str, **changes: Any) -> None:
+        sql, args = _assignments(changes, _UPLOAD_FIELDS)
+        self._db.execute(f"UPDATE uploads SET {sql} WHERE id = ?", (*args, upload_id))
+
+
+class SqliteIndex:
+    """The index store on SQLite: `read(fn)` and `write(fn)` run fn(IndexRows) in one transaction."""
+
+    READERS = 4
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._writer = connect(path, durable=True)  # a published release survives power loss
+        self._migrate(self._writer)
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="tidegate-index-write")
+        self._read_threads = ThreadPoolExecutor(self.READERS, thread_name_prefix="tidegate-index-read")
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        # Every commit appends a byte to this file, so its size counts commits. Workers compare
+        # its stat (one syscall, no lock) on each request to learn that any process changed the
+        # local index; file times alone are too coarse to tell two commits apart.
+        self._stamp = path.with_name(path.name + ".changed")
+        self._stamp.touch()
+        # Held open: fstat on a descriptor is far cheaper than stat on a path, and the file is
+        # only ever appended to or truncated, never replaced.
+        self._stamp_fd = os.open(self._stamp, os.O_RDONLY)
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    async def close(self) -> None:
+        # Threads first: one may still be inside a transaction (cancelling the task awaiting it
+        # does not stop it), and closing a connection under it would crash the process.
+        self._write_thread.shutdown(wait=True)
+        self._read_threads.shutdown(wait=True)
+        self._writer.close()
+        for db in self._readers:
+            db.close()
+        os.close(self._stamp_fd)
+
+    def changed(self) -> tuple[int, int]:
+        """Differs after any process committed a change. Cheap enough for every request."""
+        st = os.fstat(self._stamp_fd)
+        return st.st_size, st.st_mtime_ns
+
+    async def read(self, fn: Callable[[IndexRows], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._read_threads, self._read, fn)
+
+    def _read(self, fn: Callable[[IndexRows], T]) -> T:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = connect(self._path, readonly=True)
+            with self._readers_lock:
+                self._readers.append(db)
+        db.execute("BEGIN")  # one snapshot for everything fn reads
+        try:
+            return fn(IndexRows(db))
+        finally:
+            db.execute("ROLLBACK")
+
+    async def write(self, fn: Callable[[IndexRows], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._write, fn)
+
+    def _write(self, fn: Callable[[IndexRows], T]) -> T:
+        db = self._writer
+        before = db.total_changes
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(IndexRows(db))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        if db.total_changes == before:
+            return result  # nothing changed: the other workers' rendered pages stay good
+        with open(self._stamp, "ab") as stamp:
+            stamp.write(b".")
+            if stamp.tell() > STAMP_LIMIT:
+                stamp.truncate(0)  # keeps it small; the mtime still differs from any seen
+        return result
+
+
+STAMP_LIMIT = 1 << 20
