@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from support.dists import wheel_metadata
 from support.fakeindex import Fault
+from support.servers import serve
 
 JSON = "application/vnd.pypi.simple.v1+json"
 WHEEL = "demo_pkg-1.0-py3-none-any.whl"
@@ -32,6 +35,16 @@ def blob_files(tg):
 
 def temp_files(tg):
     return list((tg.settings.data_dir / "blobs" / "tmp").iterdir())
+
+
+async def raw_request(port: int, request: bytes) -> bytes:
+    """Send `request` as is (aiohttp would refuse to write some headers) and return the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(65536), 5)
+    writer.close()
+    return data
 
 
 async def test_download_once_then_serve_from_disk(upstream, tidegate):
@@ -124,6 +137,36 @@ async def test_head_and_ranges(upstream, tidegate):
         assert r.status == 206
     async with tg.get(FILE_PATH, headers={"Range": "bytes=0-9", "If-Range": '"stale"'}) as r:
         assert r.status == 200 and await r.read() == expected
+
+
+async def test_range_with_unicode_digits_is_never_a_500(upstream, tidegate):
+    """A Range header with non-ASCII digits (that str.isdigit() accepts) is a client error."""
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.get(FILE_PATH) as r:
+        await r.read()
+    for digit in ("\u00b2", "\u0663"):  # superscript two; Arabic-Indic three (int() takes that one)
+        for encoding in ("utf-8", "latin-1"):
+            try:
+                raw = digit.encode(encoding)
+            except UnicodeEncodeError:
+                continue
+            request = (
+                f"GET {FILE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nRange: bytes=".encode()
+                + raw + b"-\r\n\r\n"
+            )
+            answer = await raw_request(tg.port, request)
+            status_line = answer.split(b"\r\n", 1)[0]
+            assert b" 500 " not in status_line, (digit, encoding, status_line)
+
+
+async def test_head_and_range_on_a_file_larger_than_the_cache_are_answered(upstream, tidegate):
+    """A file bigger than files_max_size, evicted by the commit that stores it, still gets
+    HEAD and Range answers."""
+    tg = await tidegate(upstreams=[upstream.url], files_max_size=50_000)
+    async with tg.head(FILE_PATH) as r:
+        assert r.status == 200
+    async with tg.get(FILE_PATH, headers={"Range": "bytes=0-9"}) as r:
+        assert r.status == 206
 
 
 async def test_unknown_file_is_404(upstream, tidegate):
@@ -219,10 +262,87 @@ async def test_upstream_metadata_file_is_used_and_verified(fake_index, dists, ti
     assert idx.index.requests[UPSTREAM_FILE] == 0
 
 
+async def test_metadata_by_range_requests_survives_a_tail_sent_in_many_chunks(upstream, tidegate):
+    """The first `bytes=-TAIL` read is taken whole when the upstream sends it in many chunks."""
+    upstream.index.faults[UPSTREAM_FILE] = Fault(slow=0.001, chunk_size=4096, times=1)
+    tg = await tidegate(upstreams=[upstream.url])
+    async with tg.get(FILE_PATH + ".metadata") as r:
+        text = await r.read()
+        assert r.status == 200, text
+    assert text == wheel_metadata(upstream.index.file(WHEEL).path)
+
+
+async def test_metadata_of_a_wheel_larger_than_the_cache_is_never_a_500(fake_index, dists, tidegate):
+    """Without Range support the wheel is downloaded for its METADATA; that the download is too
+    big to keep (evicted as it is committed) is no server error."""
+    idx = await fake_index("html", ranges=False)
+    idx.index.add(dists.wheel("demo-pkg", "1.0", padding=200_000), serve_metadata=False)
+    tg = await tidegate(upstreams=[idx.url], files_max_size=50_000)
+    async with tg.get(FILE_PATH + ".metadata") as r:
+        assert r.status != 500, await r.text()
+
+
+async def test_upstream_metadata_arriving_in_many_reads_is_served_whole(fake_index, dists, tidegate):
+    """A long upstream METADATA that arrives in several reads is fetched whole, not cut short."""
+    idx = await fake_index("json")
+    description = b"".join(b"line %d of a long README\n" % i for i in range(4000))  # ~100 KB
+    body = b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n\n" + description
+    idx.index.add(dists.wheel("demo-pkg", "1.0"), metadata=body)
+    idx.index.faults[UPSTREAM_FILE + ".metadata"] = Fault(slow=0.001, chunk_size=16384)
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.get(FILE_PATH + ".metadata") as r:
+        text = await r.read()
+        assert r.status == 200, text
+    assert text == body
+
+
+async def test_extracted_metadata_matches_the_advertised_hash(fake_index, dists, tidegate):
+    """When the upstream's .metadata fails and METADATA is extracted from the wheel instead, what
+    is served still matches the core-metadata hash the page advertises (or is not served)."""
+    idx = await fake_index("json")
+    idx.index.add(dists.wheel("demo-pkg", "1.0"), metadata=b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\nSummary: upstream copy\n\n")
+    idx.index.faults[UPSTREAM_FILE + ".metadata"] = Fault(status=404)
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        page = json.loads(await r.read())
+    advertised = page["files"][0]["core-metadata"]["sha256"]
+    async with tg.get(FILE_PATH + ".metadata") as r:
+        body = await r.read()
+        status = r.status
+    assert status != 200 or hashlib.sha256(body).hexdigest() == advertised
+
+
 async def test_sdist_has_no_metadata_file(upstream, tidegate):
     tg = await tidegate(upstreams=[upstream.url])
     async with tg.get("/files/demo-pkg/demo_pkg-1.0.tar.gz.metadata") as r:
         assert r.status == 404
+
+
+async def test_files_sent_with_content_encoding_are_stored_as_sent(tidegate, dists):
+    """A .tar.gz served with `Content-Encoding: gzip` (a common S3/nginx misconfiguration) is
+    hashed and stored as sent, not decompressed, as pip (decode_content=False) downloads it."""
+    sdist = dists.sdist("demo-pkg", "1.0").read_bytes()
+    digest = hashlib.sha256(sdist).hexdigest()
+    assert gzip.decompress(sdist)  # it really is gzip data
+
+    async def page(request):
+        doc = {"meta": {"api-version": "1.1"}, "name": "demo-pkg", "versions": ["1.0"], "files": [
+            {"filename": "demo_pkg-1.0.tar.gz", "url": "/f/demo_pkg-1.0.tar.gz",
+             "hashes": {"sha256": digest}, "size": len(sdist)}]}
+        return web.Response(body=json.dumps(doc).encode(), content_type=JSON)
+
+    async def file(request):
+        return web.Response(body=sdist, headers={"Content-Type": "application/x-tar", "Content-Encoding": "gzip"})
+
+    app = web.Application()
+    app.router.add_get("/simple/demo-pkg/", page)
+    app.router.add_get("/f/demo_pkg-1.0.tar.gz", file)
+    async with serve(app) as origin:
+        tg = await tidegate(upstreams=[{"url": f"{origin}/simple/", "retries": 0}])
+        async with tg.get("/files/demo-pkg/demo_pkg-1.0.tar.gz") as r:
+            assert r.status == 200
+            body = await r.read()
+        assert body == sdist
 
 
 async def test_eviction_never_cuts_a_transfer_short(fake_index, dists, tidegate):

@@ -115,6 +115,22 @@ async def multipart(tg, fields, content=None, filename="demo_pkg-1.0-py3-none-an
         return r.status, r.reason, await r.text()
 
 
+async def twine_style_upload(tg, path, *, name="demo-pkg", version="1.0", filename=None, data=None):
+    """Upload `path` in a multipart body written as twine (requests/urllib3) writes it: the filename
+    as is (aiohttp would percent-encode a '+'). Returns (status, text)."""
+    boundary = "twinestyleboundary1234"
+    parts = []
+    for key, value in ((":action", "file_upload"), ("protocol_version", "1"), ("name", name), ("version", version)):
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode())
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename or path.name}"\r\n'
+                 "Content-Type: application/octet-stream\r\n\r\n".encode())
+    parts.append(data if data is not None else path.read_bytes())
+    parts.append(f"\r\n--{boundary}--\r\n".encode())
+    headers = {**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    async with tg.session.post(tg.origin + "/legacy/", data=b"".join(parts), headers=headers, allow_redirects=False) as r:
+        return r.status, (await r.text())
+
+
 async def test_legacy_validation(tidegate, dist):
     tg = await tidegate(upstreams=[], users=USERS)
     wheel = build_wheel(dist, "demo-pkg", "1.0")
@@ -142,3 +158,36 @@ async def test_legacy_validation(tidegate, dist):
     async with tg.session.post(f"{tg.origin}/legacy/", data=b"plain",
                                headers={**AUTH, "Content-Type": "text/plain"}) as r:
         assert r.status == 400
+
+
+async def test_only_one_sdist_per_release(tidegate, dist):
+    tg = await tidegate(upstreams=[], users=USERS)
+    sdist = build_sdist(dist, "demo-pkg", "1.0")
+    assert (await twine_style_upload(tg, sdist))[0] == 200
+    status, text = await twine_style_upload(tg, sdist, filename="demo-pkg-1.0.tar.gz")
+    assert status == 400, "a second sdist (other spelling of the same name) was published"
+
+
+async def test_same_wheel_under_unnormalized_version_is_refused(tidegate, dist):
+    tg = await tidegate(upstreams=[], users=USERS)
+    wheel = build_wheel(dist, "demo-pkg", "1.0")
+    assert (await twine_style_upload(tg, wheel))[0] == 200
+    status, text = await twine_style_upload(tg, wheel, filename="demo_pkg-1.0.0-py3-none-any.whl")
+    assert status in (400, 409), "two filenames for the same release and tags were both published"
+
+
+async def test_local_version_is_refused(tidegate, dist):
+    tg = await tidegate(upstreams=[], users=USERS)
+    wheel = build_wheel(dist, "demo-pkg", "1.0+local")
+    status, text = await twine_style_upload(tg, wheel, version="1.0+local")
+    assert status == 400 and "local" in text.lower(), ("Warehouse refuses PEP 440 local versions", status, text)
+
+
+async def test_corrupt_reupload_of_a_published_file_says_file_already_exists(tidegate, dist):
+    """twine --skip-existing keys on 'File already exists'; a corrupt re-upload gets it too,
+    though its bytes would not validate."""
+    tg = await tidegate(upstreams=[], users=USERS)
+    wheel = build_wheel(dist, "demo-pkg", "1.0")
+    assert (await twine_style_upload(tg, wheel))[0] == 200
+    status, text = await twine_style_upload(tg, wheel, data=b"not a zip at all")
+    assert status == 400 and text.startswith("File already exists"), text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -59,6 +60,16 @@ async def test_406_lists_what_we_serve_and_varies(upstream, tidegate):
         assert JSON in text and "text/html" in text
 
 
+async def test_q0_excludes_v1_json_even_when_reached_through_latest(upstream, tidegate):
+    """`latest+json`, reached through application/*, is not answered with the v1 JSON type the
+    client excluded with q=0."""
+    tg = await tidegate(upstreams=[upstream.url])
+    accept = f"application/*, {JSON};q=0"
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": accept}) as r:
+        assert r.status in (200, 406)
+        assert not r.headers.get("Content-Type", "").startswith(JSON), r.headers["Content-Type"]
+
+
 async def test_format_parameter_overrides_accept(upstream, tidegate):
     tg = await tidegate(upstreams=[upstream.url])
     async with tg.get(f"/simple/demo-pkg/?format={JSON}", headers={"Accept": "text/html"}) as r:
@@ -86,6 +97,24 @@ async def test_etags_differ_per_representation_and_304_keeps_vary(upstream, tide
         last_modified = r.headers["Last-Modified"]
     async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON, "If-Modified-Since": last_modified}) as r:
         assert r.status == 304
+
+
+async def test_a_change_within_the_same_second_is_not_answered_304(fake_index, dists, tidegate):
+    """Last-Modified has 1 s resolution: a page that changed within the second it was fetched
+    is sent again to a revalidating client (no-cache + If-Modified-Since), not answered 304."""
+    idx = await fake_index("json")
+    idx.index.add(dists.wheel("demo-pkg", "1.0"))
+    tg = await tidegate(upstreams=[idx.url])
+    while time.time() % 1 > 0.3:  # start early in a second so everything below shares it
+        await asyncio.sleep(0.05)
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        last_modified = r.headers["Last-Modified"]
+        await r.read()
+    idx.index.add(dists.wheel("demo-pkg", "2.0"))
+    headers = {"Accept": JSON, "Cache-Control": "no-cache", "If-Modified-Since": last_modified}
+    async with tg.get("/simple/demo-pkg/", headers=headers) as r:
+        assert r.status == 200, (r.status, r.headers.get("X-Tidegate-Cache"))
+        assert len(json.loads(await r.read())["files"]) == 2
 
 
 async def test_redirects_and_404(upstream, tidegate):
@@ -272,6 +301,20 @@ async def test_root_lists_cached_projects_in_both_formats(upstream, tidegate):
     async with tg.get("/simple/") as r:
         assert 'href="demo-pkg/"' in await r.text()
     assert "/simple/" not in upstream.index.requests  # never asks an upstream for its root list
+
+
+async def test_root_index_has_validators_and_configured_max_age(upstream, tidegate):
+    """/simple/ has an ETag and Last-Modified, the configured max-age, and answers 304."""
+    tg = await tidegate(upstreams=[upstream.url], max_age=123)
+    async with tg.get("/simple/demo-pkg/") as r:
+        await r.read()
+    async with tg.get("/simple/", headers={"Accept": JSON}) as r:
+        assert r.status == 200
+        assert "ETag" in r.headers and "Last-Modified" in r.headers
+        assert r.headers["Cache-Control"].endswith("max-age=123")
+        etag = r.headers["ETag"]
+    async with tg.get("/simple/", headers={"Accept": JSON, "If-None-Match": etag}) as r:
+        assert r.status == 304 and r.headers["Vary"] == "Accept"
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,9 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
 import sys
+import time
 
 import aiohttp
 
@@ -59,3 +61,24 @@ async def test_serve_with_two_workers_shares_the_cache_and_stops_cleanly(fake_in
     # Every worker exited too: nothing listens on the port any more.
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_startup_log_does_not_print_upstream_password(tmp_path):
+    """The start-up line names each upstream without the password its URL carries."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tidegate", "serve", "--port", "0", "--workers", "1",
+         "--data-dir", str(tmp_path / "d"), "--upstream", "http://ci:hunter2@127.0.0.1:9/simple/"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env={**os.environ, "TIDEGATE_CONFIG": ""},
+    )
+    try:
+        deadline = time.monotonic() + 10
+        line = b""
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if b"serving" in line or not line:
+                break
+        assert b"serving" in line, line
+        assert b"hunter2" not in line, line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(5)

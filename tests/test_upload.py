@@ -8,12 +8,11 @@ import base64
 import hashlib
 import json
 import re
-import time
 
 import pytest
 
 from support.dists import build_sdist, build_wheel
-from support.uploadapi import META, SIMPLE_JSON, UPLOAD, UploadApi, basic
+from support.uploadapi import META, PROBLEM, SIMPLE_JSON, UPLOAD, UploadApi, basic
 from support.wrappers import GatedBlobs
 from tidegate.storage import open_storage
 
@@ -32,14 +31,19 @@ class Client(UploadApi):
     async def create(self, name="demo-pkg", version="1.0", **kw):
         return await self.call("POST", "/upload/", {"name": name, "version": version}, **kw)
 
-    async def add_file(self, session, path, *, complete=True, content=None):
+    async def start(self, session, path, hashes=None):
+        """Start a file upload session for `path` (its sha256 unless `hashes` says otherwise)."""
         data = path.read_bytes()
         status, upload, headers = await self.call("POST", session["links"]["upload"], {
-            "filename": path.name, "size": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
+            "filename": path.name, "size": len(data), "hashes": hashes or {"sha256": hashlib.sha256(data).hexdigest()},
             "mechanism": "http-post-bytes"})
         assert status == 202, upload
         assert headers["Retry-After"]
-        status, _, _ = await self.call("POST", upload["mechanism"]["file_url"], data=content if content is not None else data,
+        return upload
+
+    async def add_file(self, session, path, *, complete=True, content=None, hashes=None):
+        upload = await self.start(session, path, hashes)
+        status, _, _ = await self.call("POST", upload["mechanism"]["file_url"], data=content if content is not None else path.read_bytes(),
                                        headers={"Content-Type": "application/octet-stream"})
         if complete:
             status, upload, _ = await self.call("POST", upload["links"]["complete"], {})
@@ -61,6 +65,11 @@ def wheels(tmp_path):
         "w10b": build_wheel(d, "demo-pkg", "1.0", tag="py2.py3-none-any"),
         "w20": build_wheel(d, "demo-pkg", "2.0"),
     }
+
+
+def local_blobs(tg):
+    root = tg.settings.data_dir / "local"
+    return sorted(p.name for p in root.rglob("*") if p.is_file() and len(p.name) == 64)
 
 
 async def simple_files(tg, name="demo-pkg", prefix=""):
@@ -101,6 +110,60 @@ async def test_auth_and_request_validation(tg):
         assert r.status == 400 and r.content_type == "application/problem+json"
     async with tg.session.post(tg.origin + "/upload/", data=b"{nope", headers={**ALICE, "Content-Type": UPLOAD}) as r:
         assert r.status == 400
+
+
+async def test_extend_for_nan_is_400_not_500(tg):
+    c = Client(tg)
+    _, session, _ = await c.create()
+    status, body, _ = await c.call("POST", session["links"]["extend"], raw=b'{"meta": {"api-version": "2.0"}, "extend-for": NaN}')
+    assert status in (200, 400), (status, body)
+    status, body, _ = await c.call("GET", session["links"]["session"])
+    assert status == 200, body
+
+
+async def test_extend_for_huge_integer_is_not_500(tg):
+    c = Client(tg)
+    _, session, _ = await c.create()
+    status, body, _ = await c.call("POST", session["links"]["extend"], raw=b'{"meta": {"api-version": "2.0"}, "extend-for": 1' + b"0" * 400 + b"}")
+    assert status in (200, 400), (status, body)
+
+
+async def test_deeply_nested_json_is_400_not_500(tg):
+    c = Client(tg)
+    status, body, _ = await c.call("POST", "/upload/", raw=b"[" * 200_000 + b"]" * 200_000)
+    assert status == 400, (status, body)
+
+
+async def test_deeply_nested_attestations_is_400_not_500(tg, wheels):
+    c = Client(tg)
+    _, session, _ = await c.create()
+    upload = await c.start(session, wheels["w10"])
+    status, body, _ = await c.call("POST", upload["mechanism"]["attestations_url"], data=b"[" * 200_000,
+                                   headers={"Content-Type": "application/json"})
+    assert status == 400, (status, body)
+
+
+async def test_oversized_json_body_is_a_413_problem_document(tg):
+    c = Client(tg)
+    status, body, headers = await c.call("POST", "/upload/", raw=b" " * (2 * 1024 * 1024) + b"{}")
+    assert status == 413
+    assert headers["Content-Type"].startswith(PROBLEM), headers["Content-Type"]
+
+
+async def test_wheel_filename_with_lone_surrogate_tag_is_400_not_500(tg):
+    c = Client(tg)
+    _, session, _ = await c.create()
+    status, body, _ = await c.call("POST", session["links"]["upload"], {
+        "filename": "demo_pkg-1.0-py3-none-\ud800.whl", "size": 10,
+        "hashes": {"sha256": "0" * 64}, "mechanism": "http-post-bytes"})
+    assert status == 400, (status, body)
+
+
+async def test_session_for_a_local_version_is_refused(tg):
+    """PEP 440 local versions (1.0+local) are not publishable, as on PyPI."""
+    c = Client(tg)
+    status, body, _ = await c.call("POST", "/upload/", {"name": "demo-pkg", "version": "1.0+local"})
+    assert status == 400, body
 
 
 async def test_second_session_conflicts_403_before_409(tg):
@@ -190,6 +253,18 @@ async def test_file_upload_session_rules(tg, wheels):
     assert status == 200 and body["expires-at"]
 
 
+async def test_published_file_advertises_sha256_even_if_client_sent_other_hash(tg, wheels):
+    c = Client(tg)
+    _, session, _ = await c.create()
+    sha512 = {"sha512": hashlib.sha512(wheels["w10"].read_bytes()).hexdigest()}
+    assert (await c.add_file(session, wheels["w10"], hashes=sha512))[0] == 201
+    assert (await c.call("POST", session["links"]["publish"], {}))[0] == 201
+    async with tg.session.get(f"{tg.origin}/simple/demo-pkg/", headers={"Accept": SIMPLE_JSON}) as r:
+        assert r.status == 200
+        files = json.loads(await r.read())["files"]
+    assert "sha256" in files[0]["hashes"], files[0]["hashes"]
+
+
 async def test_invalid_archive_moves_file_to_error_then_delete(tg, tmp_path):
     c = Client(tg)
     _, session, _ = await c.create()
@@ -208,10 +283,7 @@ async def test_invalid_archive_moves_file_to_error_then_delete(tg, tmp_path):
 async def test_complete_without_bytes_fails(tg, wheels):
     c = Client(tg)
     _, session, _ = await c.create()
-    data = wheels["w10"].read_bytes()
-    _, upload, _ = await c.call("POST", session["links"]["upload"], {
-        "filename": wheels["w10"].name, "size": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
-        "mechanism": "http-post-bytes"})
+    upload = await c.start(session, wheels["w10"])
     status, _, _ = await c.call("POST", upload["links"]["complete"], {})
     assert status == 400
     assert (await c.call("GET", upload["links"]["file-upload-session"]))[1]["status"] == "error"
@@ -261,6 +333,35 @@ async def test_cancel_allowed_while_a_file_is_processing(held, wheels):
     gate.set()
     await asyncio.sleep(0.1)
     assert (await c.call("GET", session["links"]["session"]))[1]["status"] == "canceled"
+
+
+async def test_upload_canceled_mid_transfer_leaves_no_blob(tg, tmp_path):
+    """A session canceled while http-post-bytes streams refuses the bytes and keeps no blob."""
+    c = Client(tg)
+    _, session, _ = await c.create()
+    wheel = build_wheel(tmp_path, "demo-pkg", "1.0", padding=64 * 1024)
+    data = wheel.read_bytes()
+    upload = await c.start(session, wheel)
+    first_sent, go = asyncio.Event(), asyncio.Event()
+
+    async def body():
+        yield data[:1000]
+        first_sent.set()
+        await go.wait()
+        yield data[1000:]
+
+    async def send():
+        async with tg.session.post(upload["mechanism"]["file_url"], data=body(),
+                                   headers={**ALICE, "Content-Type": "application/octet-stream"}) as r:
+            return r.status
+
+    task = asyncio.ensure_future(send())
+    await first_sent.wait()
+    await asyncio.sleep(0.1)
+    assert (await c.call("DELETE", session["links"]["session"]))[0] == 200
+    go.set()
+    assert await task == 409
+    assert local_blobs(tg) == [], "orphan blob left by a canceled upload"
 
 
 async def test_cancel_releases_first_release_name_and_purges_stage(tg, wheels):
@@ -393,6 +494,21 @@ async def test_local_project_shadowing_is_refused_unless_configured(fake_index, 
     assert (await simple_files(tg2))[1] == [wheels["w10"].name]
 
 
+async def test_stage_root_lists_first_release_project(tg, tmp_path):
+    """With --index-url <stage> alone the stage is the whole index: its root list names the
+    staged first-release project, which the regular /simple/ does not."""
+    c = Client(tg)
+    _, session, _ = await c.create(name="first-thing")
+    assert (await c.add_file(session, build_wheel(tmp_path, "first-thing", "1.0")))[0] == 201
+    async with tg.session.get(session["links"]["stage"], headers={"Accept": SIMPLE_JSON}) as r:
+        assert r.status == 200
+        names = [p["name"] for p in json.loads(await r.read())["projects"]]
+    async with tg.session.get(tg.url, headers={"Accept": SIMPLE_JSON}) as r:
+        regular = [p["name"] for p in json.loads(await r.read())["projects"]]
+    assert "first-thing" not in regular
+    assert "first-thing" in names, names
+
+
 async def test_stage_works_as_the_only_index_url(fake_index, dists, tidegate, wheels):
     idx = await fake_index("html")
     idx.index.add(dists.wheel("dep-lib", "1.0"))
@@ -410,9 +526,7 @@ async def test_attestations_become_provenance(tg, wheels):
     c = Client(tg)
     _, session, _ = await c.create()
     data = wheels["w10"].read_bytes()
-    _, upload, _ = await c.call("POST", session["links"]["upload"], {
-        "filename": wheels["w10"].name, "size": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
-        "mechanism": "http-post-bytes"})
+    upload = await c.start(session, wheels["w10"])
     att = [{"version": 1, "verification_material": {"certificate": "x"}, "envelope": {"statement": "e30=", "signature": "c2ln"}}]
     status, _, _ = await c.call("POST", upload["mechanism"]["attestations_url"], data=json.dumps(att).encode(),
                                 headers={"Content-Type": "application/json"})

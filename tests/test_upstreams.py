@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 
+import pytest
+from aiohttp import web
+
 from support.fakeindex import Fault
+from support.servers import serve
 
 JSON = "application/vnd.pypi.simple.v1+json"
+WHEEL = "demo_pkg-1.0-py3-none-any.whl"
 
 
 async def page(tg, name):
@@ -57,6 +64,26 @@ async def test_merge_is_opt_in_per_project(fake_index, dists, tidegate):
     assert second.index.requests["/files/torchish-1.0-py3-none-any.whl"] == 0
 
 
+async def test_merge_with_cooldown_serves_the_file_the_page_lists(fake_index, dists, tidegate):
+    """When merging hides A's too-new file and lists B's of the same name, the download is B's
+    file (the bytes whose hash the page lists), and A's cooled-down file is never fetched."""
+    a = await fake_index("json")
+    b = await fake_index("json")
+    recent = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    a.index.add(dists.wheel("demo-pkg", "1.0", module_code="A = 1\n"), upload_time=recent)
+    b.index.add(dists.wheel("demo-pkg", "1.0", module_code="B = 1\n"), upload_time="2020-01-01T00:00:00Z")
+    tg = await tidegate(
+        upstreams=[{"url": a.url, "cooldown": "1d"}, {"url": b.url}], merge=["demo-pkg"]
+    )
+    _, body = await page(tg, "demo-pkg")
+    (entry,) = body["files"]
+    assert entry["hashes"]["sha256"] == b.index.file(WHEEL).real_sha256()
+    async with tg.get(f"/files/demo-pkg/{WHEEL}") as r:
+        data = await r.read()
+    assert hashlib.sha256(data).hexdigest() == entry["hashes"]["sha256"]
+    assert a.index.requests[f"/files/{WHEEL}"] == 0  # A's file is under cooldown
+
+
 async def test_cooldown_hides_recent_files(fake_index, dists, tidegate):
     idx = await fake_index("json")
     recent = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -82,6 +109,29 @@ async def test_absolute_file_urls_and_credentials(fake_index, dists, tidegate):
     assert all(e.path.startswith(("/simple/", "/files/")) for e in idx.index.log)
 
 
+async def test_authorization_not_forwarded_on_cross_origin_redirect(fake_index, dists, tidegate):
+    """Credentials go only to the upstream origin, also when it redirects a file elsewhere."""
+    seen: list[str | None] = []
+    wheel = dists.wheel("demo-pkg", "1.0")
+
+    async def file(request):
+        seen.append(request.headers.get("Authorization"))
+        return web.Response(body=wheel.read_bytes())
+
+    app = web.Application()
+    app.router.add_get("/elsewhere/{name}", file)
+    async with serve(app) as other:
+        idx = await fake_index("json")
+        idx.index.add(wheel)
+        idx.index.basic_auth = ("ci", "secret")
+        idx.index.faults[f"/files/{WHEEL}"] = Fault(status=302, headers={"Location": f"{other}/elsewhere/{WHEEL}"})
+        tg = await tidegate(upstreams=[{"url": idx.url, "username": "ci", "password": "secret"}])
+        async with tg.get(f"/files/demo-pkg/{WHEEL}") as r:
+            assert r.status == 200
+            assert await r.read() == wheel.read_bytes()
+        assert seen == [None]
+
+
 async def test_retries_on_5xx(fake_index, dists, tidegate):
     idx = await fake_index("json")
     idx.index.add(dists.wheel("demo-pkg", "1.0"))
@@ -90,6 +140,54 @@ async def test_retries_on_5xx(fake_index, dists, tidegate):
     status, _ = await page(tg, "demo-pkg")
     assert status == 200
     assert idx.index.requests["/simple/demo-pkg/"] == 3
+
+
+@pytest.mark.parametrize("fault", [Fault(status=403), Fault(status=401), "huge"])
+async def test_one_projects_error_does_not_take_the_upstream_down(fake_index, dists, tidegate, fault):
+    """A 401/403 or an over-max_page_size page for one project does not put the whole upstream
+    into back-off: its other projects are still fetched."""
+    idx = await fake_index("json")
+    idx.index.add(dists.wheel("demo-pkg", "1.0"))
+    idx.index.add(dists.wheel("other", "1.0"))
+    layers = {}
+    if fault == "huge":
+        idx.index.raw_pages["demo-pkg"] = (JSON, b'{"meta":{"api-version":"1.0"},"files":[]' + b" " * 20_000 + b"}")
+        layers["max_page_size"] = 10_000
+    else:
+        idx.index.faults["/simple/demo-pkg/"] = fault
+    tg = await tidegate(upstreams=[{"url": idx.url, "retries": 0}], **layers)
+    async with tg.get("/simple/demo-pkg/") as r:
+        assert r.status == 502
+    async with tg.get("/simple/other/") as r:
+        assert r.status == 200, await r.text()
+
+
+async def test_max_connections_bounds_concurrent_file_downloads(fake_index, dists, tidegate):
+    """max_connections holds for whole downloads, bodies included, not just until the headers."""
+    idx = await fake_index("json")
+    idx.index.add(dists.wheel("one", "1.0", padding=40_000))
+    idx.index.add(dists.wheel("two", "1.0", padding=40_000))
+    for name in ("one", "two"):
+        idx.index.faults[f"/files/{name}-1.0-py3-none-any.whl"] = Fault(slow=0.02, chunk_size=4096)
+    tg = await tidegate(upstreams=[{"url": idx.url, "max_connections": 1}])
+    for name in ("one", "two"):
+        async with tg.get(f"/simple/{name}/") as r:
+            await r.read()
+
+    async def get(name):
+        async with tg.get(f"/files/{name}/{name}-1.0-py3-none-any.whl") as r:
+            return await r.read()
+
+    first = asyncio.ensure_future(get("one"))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(get("two"))
+    await asyncio.sleep(0.1)
+    # "one" needs ~0.2 s; while it is downloading, "two" must not have been requested yet.
+    in_flight = not first.done()
+    started_two = idx.index.requests["/files/two-1.0-py3-none-any.whl"]
+    await asyncio.gather(first, second)
+    assert in_flight
+    assert started_two == 0
 
 
 async def test_upstream_redirects_are_followed_for_pages_and_files(fake_index, dists, tidegate):
@@ -110,7 +208,6 @@ async def test_upstream_redirects_are_followed_for_pages_and_files(fake_index, d
 async def test_http_proxy_from_the_environment_and_no_proxy(fake_index, dists, tidegate, monkeypatch):
     """Corporate gateways: upstream traffic goes through HTTP_PROXY unless NO_PROXY exempts it."""
     import aiohttp
-    from aiohttp import web
 
     seen: list[str] = []
 
@@ -126,12 +223,7 @@ async def test_http_proxy_from_the_environment_and_no_proxy(fake_index, dists, t
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    proxy_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve(app) as proxy_url:
         idx = await fake_index("json")
         idx.index.add(dists.wheel("demo-pkg", "1.0"))
         for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
@@ -150,5 +242,3 @@ async def test_http_proxy_from_the_environment_and_no_proxy(fake_index, dists, t
         tg2 = await tidegate(upstreams=[idx.url])
         assert (await page(tg2, "demo-pkg"))[0] == 200
         assert seen == []
-    finally:
-        await runner.cleanup()
