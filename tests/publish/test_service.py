@@ -16,7 +16,7 @@ import pytest
 
 from support.dists import build_sdist, build_wheel
 from tidegate.config import User, build
-from tidegate.publish.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from tidegate.publish.errors import Conflict, Denied, Invalid, NotFound, Unavailable
 from tidegate.publish.service import Publisher
 from tidegate.publish.states import FileState, SessionState
 from tidegate.storage import open_storage
@@ -103,12 +103,12 @@ async def test_stage_then_publish_makes_every_file_visible_at_once(publisher, st
 
 
 async def test_rights_are_checked_on_every_call(publisher, dist):
-    with pytest.raises(Forbidden):
+    with pytest.raises(Denied):
         await publisher.create_session(MALLORY, "demo-pkg", "1.0")
     session = (await publisher.create_session(ALICE, "demo-pkg", "1.0")).session
     for call in (publisher.session(MALLORY, session.token), publisher.cancel(MALLORY, session.token),
                  publisher.publish(MALLORY, session.token)):
-        with pytest.raises(Forbidden):
+        with pytest.raises(Denied):
             await call
 
 
@@ -292,7 +292,7 @@ async def test_a_name_an_upstream_serves_is_not_registered(storage, clock):
     async def pypi_is_down(name: str) -> None:
         raise Unavailable("Cannot check whether it exists upstream; try again later.", source="name")
 
-    with pytest.raises(Forbidden, match="shadow"):
+    with pytest.raises(Denied, match="shadow"):
         await make_publisher(storage, clock, serves=pypi_has_it).create_session(ALICE, "demo-pkg", "1.0")
     with pytest.raises(Unavailable):
         await make_publisher(storage, clock, serves=pypi_is_down).create_session(ALICE, "demo-pkg", "1.0")

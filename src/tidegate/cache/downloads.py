@@ -196,15 +196,16 @@ class Downloads:
         self._active[key] = download  # before any await: concurrent callers join this one
         try:
             lease = await self._locks.try_acquire(lock_name(key))
-            committed = lease is not None and await self.blobs.exists(key)
+            committed = await self.blobs.info(key) if lease is not None else None
         except BaseException:
             self._active.pop(key, None)
             raise
         if lease is None:
             work = download.watch(self._locks)  # another worker is fetching it
-        elif committed:  # another worker committed it just now
+        elif committed is not None:  # another worker committed it just now
             await lease.release()
             self._active.pop(key, None)
+            download.size = download.written = committed.size
             download.result.set_result(None)
             download.started.set()
             return download

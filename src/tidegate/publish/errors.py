@@ -1,4 +1,5 @@
-"""Every refusal of the publish domain, in one hierarchy.
+"""Every refusal of the publish domain, in one hierarchy: one class per thing a client can do
+about it, the precise HTTP status on the instance.
 
 Each error carries its HTTP status, a one-sentence message (what was wrong, what to do) and the
 input it concerns (`source`). The upload APIs map the whole hierarchy once each: Upload 2.0 to
@@ -26,16 +27,16 @@ class PublishError(Exception):
 
 
 class Invalid(PublishError):
-    """The request or the uploaded file breaks a rule (names, hashes, archive contents)."""
+    """The request or the uploaded file breaks a rule (names, hashes, archive contents): the
+    client must change what it sends. Also 413 (too large), 415 (wrong media type) and 422 (an
+    unsupported mechanism)."""
 
     status = 400
 
 
-class Unauthorized(PublishError):
-    status = 401
+class Denied(PublishError):
+    """401 without valid credentials, 403 when this user may not do it."""
 
-
-class Forbidden(PublishError):
     status = 403
 
 
@@ -44,28 +45,14 @@ class NotFound(PublishError):
 
 
 class Conflict(PublishError):
-    """The request contradicts the current state (a session's or file's status, a published name)."""
+    """The request contradicts the current state (a session's or file's status, a published
+    name): it may succeed once the state changes."""
 
     status = 409
 
 
-class TooLarge(PublishError):
-    status = 413
-
-
-class UnsupportedMediaType(PublishError):
-    status = 415
-
-
-class Unprocessable(PublishError):
-    status = 422
-
-
 class Unavailable(PublishError):
-    """Something tidegate depends on (an upstream, for the shadowing check) is failing; try later."""
+    """tidegate cannot do it now (503: an upstream it must ask is failing; 507: its storage is
+    full); the same request may succeed later."""
 
     status = 503
-
-
-class InsufficientStorage(PublishError):
-    status = 507

@@ -27,8 +27,9 @@ from ..storage import BlobStore, IndexStore
 from ..storage.index import IndexRows
 from ..storage.records import PublishedFile, Session, Upload
 from . import states
-from .errors import Conflict, Forbidden, InsufficientStorage, Invalid, NotFound, PublishError, TooLarge, Unprocessable
+from .errors import Conflict, Denied, Invalid, NotFound, PublishError, Unavailable
 from .protocol import MECHANISM
+from .rows import end_session, extend_session, file_changed, referenced, transition_upload
 from .states import FileEvent, FileState, SessionEvent, SessionState
 from .validate import Inspected, check_filename, check_hashes, check_name_version, check_size, inspect_archive
 
@@ -83,7 +84,7 @@ def already_exists(filename: str) -> str:
 def require_right(user: User, project: str) -> None:
     """Checked on every request, as PEP 694 requires: rights can change while a session is open."""
     if not user.may_upload(project):
-        raise Forbidden(f"User {user.name} may not upload to {project}.", source="Authorization")
+        raise Denied(f"User {user.name} may not upload to {project}.", source="Authorization")
 
 
 class Publisher:
@@ -117,8 +118,8 @@ class Publisher:
                 raise Conflict(f"A publishing session for {project} {version} is already in progress; use it.",
                                source="session", location=live[0].token)
             rows.register(project, now)
-            session = Session(token, project, version, states.SESSION_INITIAL, now,
-                              now + self.settings.session_lifetime, None, ())
+            session = Session(token=token, project=project, version=version, status=states.SESSION_INITIAL,
+                              created_at=now, expires_at=now + self.settings.session_lifetime)
             rows.insert_session(session)
             return session
 
@@ -148,7 +149,7 @@ class Publisher:
     async def cancel(self, user: User, token: str) -> SessionView:
         await self.session(user, token, allow_ended=True)
         now = self._clock()
-        orphans = await self._index.write(lambda rows: _end_session(rows, token, SessionEvent.CANCEL, now, ()))
+        orphans = await self._index.write(lambda rows: end_session(rows, token, SessionEvent.CANCEL, now, ()))
         await self._remove_unreferenced(orphans)
         return await self.session(user, token, allow_ended=True)
 
@@ -189,8 +190,10 @@ class Publisher:
             for u in uploads:
                 # The sha256 we computed is always advertised, whatever the client declared.
                 rows.insert_file(PublishedFile(
-                    u.filename, session.project, session.version, u.sha256 or "", {**u.hashes, "sha256": u.sha256 or ""},
-                    u.size, stamp, u.requires_python, u.metadata_sha256, None, u.attestations), session=token)
+                    filename=u.filename, project=session.project, version=session.version, sha256=u.sha256,
+                    hashes={**u.hashes, "sha256": u.sha256 or ""}, size=u.size, upload_time=stamp,
+                    requires_python=u.requires_python, metadata_sha256=u.metadata_sha256,
+                    attestations=u.attestations), session=token)
             rows.update_session(token, status=published, ended_at=now)
 
         await self._index.write(publish)
@@ -203,7 +206,7 @@ class Publisher:
             # A suggestion: honoured up to the configured maximum age, never moved earlier.
             until = min(session.expires_at + _extension(seconds),
                         session.created_at + self.settings.session_max_lifetime)
-            await self._index.write(lambda rows: _extend(rows, token, until))
+            await self._index.write(lambda rows: extend_session(rows, token, until))
         return await self.session(user, token)
 
     # --- file upload sessions ---
@@ -226,14 +229,15 @@ class Publisher:
         hashes = check_hashes(request.get("hashes"))
         mechanism = request.get("mechanism")
         if mechanism != MECHANISM:
-            raise Unprocessable(f"Unsupported upload mechanism {str(mechanism)[:100]!r}; this server offers "
-                                f"{MECHANISM}.", source="mechanism")
+            raise Invalid(f"Unsupported upload mechanism {str(mechanism)[:100]!r}; this server offers {MECHANISM}.",
+                          source="mechanism", status=422)
         now = self._clock()
-        upload = Upload(secrets.token_urlsafe(12), token, filename, states.FILE_INITIAL, size, hashes, mechanism,
-                        now, min(now + self.settings.session_lifetime, session.expires_at), None, None, None, None, ())
+        upload = Upload(id=secrets.token_urlsafe(12), token=token, filename=filename, status=states.FILE_INITIAL,
+                        size=size, hashes=hashes, mechanism=mechanism, created_at=now, sha256=None,
+                        expires_at=min(now + self.settings.session_lifetime, session.expires_at))
 
         def add(rows: IndexRows) -> Upload:
-            current = _file_changed(rows, token)  # refused (409) unless the session is editable
+            current = file_changed(rows, token)  # refused (409) unless the session is editable
             if current.expires_at < now:
                 raise NotFound("The session has expired.", source="session")
             if rows.published(filename) is not None:
@@ -271,7 +275,7 @@ class Publisher:
             await self._commit(received)
 
             def record(rows: IndexRows) -> None:
-                _transition_upload(rows, upload_id, FileEvent.BYTES_RECEIVED,
+                transition_upload(rows, upload_id, FileEvent.BYTES_RECEIVED,
                                    "This file upload is {status}; bytes are only accepted while it is pending.")
                 rows.update_upload(upload_id, sha256=received.sha256)
 
@@ -296,7 +300,7 @@ class Publisher:
             raise Invalid("Attestations must be a JSON array of PEP 740 attestation objects.", source="body")
 
         def record(rows: IndexRows) -> None:
-            _transition_upload(rows, upload_id, FileEvent.BYTES_RECEIVED,
+            transition_upload(rows, upload_id, FileEvent.BYTES_RECEIVED,
                                "Attestations must be uploaded before the file upload is completed.")
             rows.update_upload(upload_id, attestations=json.dumps(attestations))
 
@@ -350,7 +354,7 @@ class Publisher:
             notices = current.notices + ((notice,) if notice else ())
             fields = {k: v for k, v in changes.items() if v is not None}
             rows.update_upload(upload_id, status=status, notices=notices, **fields)
-            _file_changed(rows, current.token)
+            file_changed(rows, current.token)
             return replace(current, status=status, notices=notices, **fields)
 
         try:
@@ -366,7 +370,7 @@ class Publisher:
         def delete(rows: IndexRows) -> list[str]:
             upload = rows.upload(upload_id)
             assert upload is not None
-            _file_changed(rows, token)  # a file is deleted: refused (409) unless the session is editable
+            file_changed(rows, token)  # a file is deleted: refused (409) unless the session is editable
             rows.update_upload(upload_id, status=states.file_transition(upload.status, FileEvent.DELETE))
             return [upload.sha256] if upload.sha256 else []
 
@@ -379,7 +383,7 @@ class Publisher:
         until = min(upload.expires_at + _extension(seconds),
                     view.session.created_at + self.settings.session_max_lifetime)
         if upload.status != FileState.CANCELED and view.session.status in states.EDITABLE:
-            await self._index.write(lambda rows: _extend(rows, token, until))
+            await self._index.write(lambda rows: extend_session(rows, token, until))
         return await self.upload(user, token, upload_id)
 
     # --- stage previews ---
@@ -416,9 +420,10 @@ class Publisher:
             metadata_sha256 = await self._keep_metadata(filename, inspected)
             attestations = fields.get("attestations")
             now = self._clock()
-            file = PublishedFile(filename, project, version, received.sha256, {"sha256": received.sha256},
-                                 received.size, upload_time(now), inspected.requires_python, metadata_sha256, None,
-                                 attestations if attestations and _is_json_list(attestations) else None)
+            file = PublishedFile(filename=filename, project=project, version=version, sha256=received.sha256,
+                                 hashes={"sha256": received.sha256}, size=received.size, upload_time=upload_time(now),
+                                 requires_python=inspected.requires_python, metadata_sha256=metadata_sha256,
+                                 attestations=attestations if attestations and _is_json_list(attestations) else None)
 
             def add(rows: IndexRows) -> bool:
                 existing = rows.published(filename)
@@ -456,7 +461,7 @@ class Publisher:
             orphans: list[str] = []
             for session in rows.sessions_expired(now):
                 if session.status in states.EXPIRABLE:
-                    orphans += _end_session(rows, session.token, SessionEvent.EXPIRE, now, ("The session expired.",))
+                    orphans += end_session(rows, session.token, SessionEvent.EXPIRE, now, ("The session expired.",))
             # Pending uploads past their own expiry are canceled too (their session lives on).
             for upload in rows.uploads_expired(now):
                 if upload.status == FileState.PENDING:
@@ -504,7 +509,7 @@ class Publisher:
         try:
             async for chunk in chunks:
                 if sink.size + len(chunk) > limit:
-                    raise TooLarge(f"The file is larger than the {limit} bytes allowed.", source="content")
+                    raise Invalid(f"The file is larger than the {limit} bytes allowed.", source="content", status=413)
                 await sink.write(chunk)
             digests = await sink.finish()
         except OSError as exc:
@@ -548,81 +553,23 @@ class Publisher:
             return
         upstream = await self._upstream_serves(project)
         if upstream is not None:
-            raise Forbidden(f"{project} is a project on {upstream}; a local upload would shadow it for every client. "
+            raise Denied(f"{project} is a project on {upstream}; a local upload would shadow it for every client. "
                             "Add it to `shadow` in the configuration if that is intended.", source="name")
 
     async def _remove_unreferenced(self, sha256s: list[str]) -> None:
         for digest in dict.fromkeys(sha256s):
-            if not await self._index.read(lambda rows: _referenced(rows, digest)):
+            if not await self._index.read(lambda rows: referenced(rows, digest)):
                 await self._blobs.remove(digest)
-
-
-# --- rules over rows (each runs inside the caller's transaction) ---------------------------------
 
 
 def _extension(seconds: float) -> float:
     return min(seconds, MAX_EXTENSION)
 
 
-def _file_changed(rows: IndexRows, token: str) -> Session:
-    """A file of the session changed: FILE_CHANGED (open stays open, error stays error; refused
-    in any other state)."""
-    session = rows.session(token)
-    assert session is not None
-    status = states.session_transition(session.status, SessionEvent.FILE_CHANGED)
-    if status != session.status:
-        rows.update_session(token, status=status)
-    return session
-
-
-def _transition_upload(rows: IndexRows, upload_id: str, event: FileEvent, refusal: str) -> None:
-    upload = rows.upload(upload_id)
-    assert upload is not None
-    try:
-        states.file_transition(upload.status, event)
-    except states.Refused:
-        raise Conflict(refusal.format(status=upload.status), source="status") from None
-
-
-def _end_session(rows: IndexRows, token: str, event: SessionEvent, now: float, notices: tuple[str, ...]) -> list[str]:
-    """Cancel or expire a session and its files. Returns the blobs of its files (candidates
-    for removal), and forgets a reserved name nothing was published under."""
-    session = rows.session(token)
-    assert session is not None
-    rows.update_session(token, status=states.session_transition(session.status, event), ended_at=now,
-                        notices=notices)
-    blobs = []
-    for upload in rows.uploads(token):
-        if upload.status not in states.FILE_TERMINAL:
-            rows.update_upload(upload.id, status=states.file_transition(upload.status, FileEvent.SESSION_ENDED))
-        if upload.sha256:
-            blobs.append(upload.sha256)
-    # A canceled first release leaves no trace.
-    if not rows.files_of(session.project) and not any(
-            s.status in states.LIVE for s in rows.sessions_of(session.project)):
-        rows.unregister(session.project)
-    return blobs
-
-
-def _extend(rows: IndexRows, token: str, until: float) -> None:
-    session = rows.session(token)
-    assert session is not None
-    rows.update_session(token, expires_at=max(session.expires_at, until))
-    for upload in rows.uploads(token):
-        if upload.status not in states.FILE_TERMINAL:
-            rows.update_upload(upload.id, expires_at=max(upload.expires_at, until))
-
-
-def _referenced(rows: IndexRows, sha256: str) -> bool:
-    """Whether a published file or a live file upload still needs this blob."""
-    return rows.files_with_blob(sha256) > 0 or any(
-        u.status not in states.FILE_TERMINAL for u in rows.uploads_with_blob(sha256))
-
-
 def _raise_if_full(exc: OSError) -> None:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise InsufficientStorage("This server's storage is full; the upload was not kept. Try again later.",
-                                  source="content") from exc
+        raise Unavailable("This server's storage is full; the upload was not kept. Try again later.",
+                          source="content", status=507) from exc
 
 
 def _is_json_list(text: str) -> bool:

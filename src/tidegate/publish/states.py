@@ -11,13 +11,14 @@ the sets of live, editable and terminal states are derived from the tables. Pure
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from .errors import Conflict
 
 __all__ = [
     "ACCEPTS_BYTES", "EDITABLE", "FILE_INITIAL", "FILE_TABLE", "FILE_TERMINAL", "LIVE",
-    "SESSION_INITIAL", "SESSION_TABLE", "SESSION_TERMINAL", "UNCHANGED", "FileEvent", "FileState",
+    "SESSION_INITIAL", "SESSION_TABLE", "SESSION_TERMINAL", "UNCHANGED", "FileEvent", "FileState", "parse_table",
     "Refused", "Rejection", "SessionEvent", "SessionState", "file_transition", "session_transition",
 ]
 
@@ -91,56 +92,76 @@ UNCHANGED = _Unchanged()
 Target = SessionState | FileState | Rejection | _Unchanged
 Row = tuple[tuple[enum.StrEnum, ...], enum.Enum, Target]
 
-S, F = SessionEvent, FileEvent
-OPEN, PROCESSING, PUBLISHED, ERROR, CANCELED = SessionState
-PENDING, F_PROCESSING, COMPLETED, F_ERROR, F_CANCELED = FileState
+# The "rejected with 409" cells, by the name a table gives them.
+REJECTIONS = {
+    "not-completed": Rejection(409, "Every file must be completed before publishing; wait for the pending "
+                                    "and processing files, and delete files in error."),
+    "publishing": Rejection(409, "The session is being published and can no longer be canceled; wait for "
+                                 "it to finish."),
+    "processing": Rejection(409, "The file is still being processed and cannot be deleted yet; wait for it "
+                                 "to finish."),
+}
 
-_NOT_COMPLETED = Rejection(409, "Every file must be completed before publishing; wait for the pending "
-                                "and processing files, and delete files in error.")
+
+def parse_table(states: type[enum.StrEnum], events: type[enum.Enum], text: str) -> tuple[Row, ...]:
+    """Rows from a table written as the PEP writes it: "from (one or more states), event, to",
+    columns two or more spaces apart; "to" is a state, "unchanged" or "rejected: <reason>"."""
+    rows = []
+    for line in text.splitlines():
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        sources, event, target = re.split(r"\s{2,}", line)
+        if target == "unchanged":
+            to: Target = UNCHANGED
+        elif target.startswith("rejected: "):
+            to = REJECTIONS[target.removeprefix("rejected: ")]
+        else:
+            to = states(target)
+        rows.append((tuple(states(s) for s in sources.split()), events[event], to))
+    return tuple(rows)
+
 
 # "Publishing Session States". The first row, (none) -> open, is SESSION_INITIAL.
-SESSION_INITIAL = OPEN
-SESSION_TABLE: tuple[Row, ...] = (
-    # From            Event                    To
-    ((OPEN,),         S.FILE_CHANGED,          OPEN),
-    ((OPEN,),         S.PUBLISH_IMMEDIATE,     PUBLISHED),
-    ((OPEN,),         S.PUBLISH_DEFERRED,      PROCESSING),
-    ((OPEN, ERROR),   S.PUBLISH_INCOMPLETE,    _NOT_COMPLETED),
-    ((OPEN, ERROR),   S.PUBLISH_FAILED_SYNC,   UNCHANGED),
-    ((OPEN, ERROR),   S.CANCEL,                CANCELED),
-    ((PROCESSING,),   S.PUBLISH_SUCCEEDED,     PUBLISHED),
-    ((PROCESSING,),   S.PUBLISH_FAILED,        ERROR),
-    ((PROCESSING,),   S.CANCEL,                Rejection(409, "The session is being published and can "
-                                                         "no longer be canceled; wait for it to finish.")),
-    ((ERROR,),        S.FILE_CHANGED,          ERROR),
-    # "Publish retried -> processing or published"
-    ((ERROR,),        S.PUBLISH_IMMEDIATE,     PUBLISHED),
-    ((ERROR,),        S.PUBLISH_DEFERRED,      PROCESSING),
+SESSION_INITIAL = SessionState.OPEN
+SESSION_TABLE = parse_table(SessionState, SessionEvent, """
+    # From              Event                   To
+    open                FILE_CHANGED            open
+    open                PUBLISH_IMMEDIATE       published
+    open                PUBLISH_DEFERRED        processing
+    open error          PUBLISH_INCOMPLETE      rejected: not-completed
+    open error          PUBLISH_FAILED_SYNC     unchanged
+    open error          CANCEL                  canceled
+    processing          PUBLISH_SUCCEEDED       published
+    processing          PUBLISH_FAILED          error
+    processing          CANCEL                  rejected: publishing
+    error               FILE_CHANGED            error
+    error               PUBLISH_IMMEDIATE       published     # "Publish retried -> processing or published"
+    error               PUBLISH_DEFERRED        processing
     # tidegate: an expired session is canceled, like a DELETE (a publish in progress finishes).
-    ((OPEN, ERROR),   S.EXPIRE,                CANCELED),
-)
+    open error          EXPIRE                  canceled
+""")
 
 # "File Upload Session States". The first row, (none) -> pending, is FILE_INITIAL.
-FILE_INITIAL = PENDING
-FILE_TABLE: tuple[Row, ...] = (
-    # From            Event                    To
-    ((PENDING,),      F.BYTES_RECEIVED,        PENDING),
-    ((PENDING,),      F.COMPLETE_IMMEDIATE,    COMPLETED),
-    ((PENDING,),      F.COMPLETE_DEFERRED,     F_PROCESSING),
-    ((PENDING,),      F.COMPLETE_FAILED,       F_ERROR),
-    ((PENDING,),      F.DELETE,                F_CANCELED),
-    ((F_PROCESSING,), F.PROCESSING_SUCCEEDED,  COMPLETED),
-    ((F_PROCESSING,), F.PROCESSING_FAILED,     F_ERROR),
-    ((F_PROCESSING,), F.DELETE,                Rejection(409, "The file is still being processed and "
-                                                         "cannot be deleted yet; wait for it to finish.")),
-    ((COMPLETED,),    F.DELETE,                F_CANCELED),
-    ((F_ERROR,),      F.DELETE,                F_CANCELED),
+FILE_INITIAL = FileState.PENDING
+FILE_TABLE = parse_table(FileState, FileEvent, """
+    # From              Event                   To
+    pending             BYTES_RECEIVED          pending
+    pending             COMPLETE_IMMEDIATE      completed
+    pending             COMPLETE_DEFERRED       processing
+    pending             COMPLETE_FAILED         error
+    pending             DELETE                  canceled
+    processing          PROCESSING_SUCCEEDED    completed
+    processing          PROCESSING_FAILED       error
+    processing          DELETE                  rejected: processing
+    completed           DELETE                  canceled
+    error               DELETE                  canceled
     # tidegate: a pending upload expires on its own; every file goes with its session; a
     # validation cut short by a restart fails, so the client can delete and upload again.
-    ((PENDING,),      F.EXPIRE,                F_CANCELED),
-    ((PENDING, F_PROCESSING, COMPLETED, F_ERROR), F.SESSION_ENDED, F_CANCELED),
-    ((F_PROCESSING,), F.INTERRUPTED,           F_ERROR),
-)
+    pending             EXPIRE                  canceled
+    pending processing completed error    SESSION_ENDED    canceled
+    processing          INTERRUPTED             error
+""")
 
 
 class Refused(Conflict):
@@ -176,9 +197,9 @@ SESSION_TERMINAL = _terminal(SessionState, _SESSION)  # published, canceled
 FILE_TERMINAL = _terminal(FileState, _FILE)  # canceled
 LIVE = frozenset(SessionState) - SESSION_TERMINAL  # a session that still counts for its release
 # Where files may be uploaded, replaced or deleted: open, and error (which allows what open does).
-EDITABLE = _sources(_SESSION, S.FILE_CHANGED, SessionState)
-ACCEPTS_BYTES = _sources(_FILE, F.BYTES_RECEIVED, FileState)  # bytes and attestations: pending only
-EXPIRABLE = _sources(_SESSION, S.EXPIRE, SessionState)
+EDITABLE = _sources(_SESSION, SessionEvent.FILE_CHANGED, SessionState)
+ACCEPTS_BYTES = _sources(_FILE, FileEvent.BYTES_RECEIVED, FileState)  # bytes and attestations: pending only
+EXPIRABLE = _sources(_SESSION, SessionEvent.EXPIRE, SessionState)
 
 
 def _step(cells: dict[tuple[str, enum.Enum], Target], states: type[enum.StrEnum], terminal: frozenset,

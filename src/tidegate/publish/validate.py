@@ -1,7 +1,7 @@
 """Validation of what a client uploads: the release, the file's name, hashes and size, and the
 archive itself (structure and core metadata), in the spirit of Warehouse's upload checks.
 
-Pure: no I/O except reading the archive given. Every failure is an Invalid (or TooLarge) error
+Pure: no I/O except reading the archive given. Every failure is an Invalid error
 that names the wrong input and says, in one sentence, what is wrong and what to do. Archives are
 hostile: member counts, the metadata's size and the unpacked size of an sdist are bounded, and
 nothing is extracted.
@@ -34,7 +34,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..simple.names import MAX_FILENAME, NormalizedName, is_sdist, is_valid_name, is_wheel, names_release, normalize, \
     sdist_stem, valid_filename
-from .errors import Invalid, TooLarge
+from .errors import Invalid
 
 __all__ = [
     "MAX_MEMBERS",
@@ -188,12 +188,12 @@ def check_hashes(hashes: object) -> dict[str, str]:
 
 
 def check_size(size: object, limit: int) -> int:
-    """The declared file size, or Invalid (TooLarge when it is over ``limit``)."""
+    """The declared file size, or Invalid (413 when it is over ``limit``)."""
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise Invalid("'size' must be the file's size in bytes, a positive integer.", source="size")
     if size > limit:
-        raise TooLarge(f"The file is {size} bytes, over this server's limit of {limit} bytes; upload a smaller one.",
-                       source="size")
+        raise Invalid(f"The file is {size} bytes, over this server's limit of {limit} bytes; upload a smaller one.",
+                      source="size", status=413)
     return size
 
 

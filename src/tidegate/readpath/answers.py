@@ -71,11 +71,10 @@ class BlobAnswer:
 
 @dataclass(frozen=True, slots=True)
 class StreamAnswer:
-    """A file still downloading, streamed to the client as it arrives."""
+    """A file still downloading, streamed to the client as it arrives (its ETag is its blob
+    key, as once it is committed)."""
 
     download: Download
-    etag: str
-    content_type: str
 
 
 @dataclass(frozen=True, slots=True)

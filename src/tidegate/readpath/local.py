@@ -16,12 +16,10 @@ from ..publish.states import FileState
 from ..simple.model import File, Project, dedupe_files
 from ..simple.names import NormalizedName
 from ..storage import BlobStore, IndexStore
-from ..storage.records import PageRecord, PublishedFile, Session, Upload
+from ..storage.records import LocalFile, PageRecord, PublishedFile, Session, Upload
 from .answers import BlobAnswer, BytesAnswer, CacheResult, FileAnswer, FileQuery, PageAnswer, Part, content_type_of
 from .errors import NotFound
 from .pages import Page, file_link
-
-LocalFile = PublishedFile | Upload  # both carry sha256, metadata_sha256 and attestations
 
 
 class LocalSource:

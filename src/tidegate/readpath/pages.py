@@ -76,19 +76,11 @@ class Page:
         listed = tuple(names)
         return cls(lambda: render_index_html(listed), lambda: render_index_json(listed), changed_at)
 
-    def body(self, rep: Representation) -> bytes:
-        body = self._bodies.get(rep)
-        if body is None:
+    def rendered(self, rep: Representation) -> tuple[bytes, str]:
+        """The body and strong ETag of a representation."""
+        if rep not in self._bodies:
             self._render(rep)
-            body = self._bodies[rep]
-        return body
-
-    def etag(self, rep: Representation) -> str:
-        etag = self._etags.get(rep)
-        if etag is None:
-            self._render(rep)
-            etag = self._etags[rep]
-        return etag
+        return self._bodies[rep], self._etags[rep]
 
     def _render(self, rep: Representation) -> None:
         if rep is Representation.JSON:
@@ -103,7 +95,7 @@ class Page:
         self._etags[Representation.TEXT] = f'"{tag}"'
 
     def same_content(self, other: Page) -> bool:
-        return self.body(Representation.JSON) == other.body(Representation.JSON)
+        return self.rendered(Representation.JSON)[1] == other.rendered(Representation.JSON)[1]
 
     @property
     def weight(self) -> int:

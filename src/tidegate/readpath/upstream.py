@@ -193,7 +193,7 @@ class UpstreamSource:
             raise NotCached(f"{query.filename} is not cached and tidegate is offline.")
         download = await self.downloads.start(key, upstream_file, client)
         if not query.whole:
-            return StreamAnswer(download, etag, content_type)
+            return StreamAnswer(download)
         # Exact Content-Length and byte ranges come from the committed file.
         try:
             await asyncio.shield(download.result)  # shared with other clients: never cancel it

@@ -219,14 +219,8 @@ def parse_project_html(body: bytes, page_url: str, name: str) -> Project:
                 alternates.setdefault(url, None)
 
     files = [f for attrs in anchors if (f := _file_from_anchor(attrs, base)) is not None]
-    return Project(
-        name=name,
-        files=dedupe_files(files),
-        status=status,
-        status_reason=reason,
-        tracks=tuple(tracks),
-        alternate_locations=tuple(alternates),
-    )
+    return Project(name=name, files=dedupe_files(files), status=status, status_reason=reason, tracks=tuple(tracks),
+                   alternate_locations=tuple(alternates))
 
 
 # --- rendering -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..config import Settings
 from .blobs import FileBlobStore
 from .index import SqliteIndex
-from .layout import Layout
+from .layout import layout
 from .locks import FileLocks
 from .pagecache import DiskPageCache
 from .protocols import BlobStore, IndexStore, Locks, PageCache
@@ -33,20 +33,20 @@ class Storage:
 
 
 async def open_storage(settings: Settings) -> Storage:
-    layout = Layout(settings.data_dir)
-    layout.root.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    where = layout(settings.data_dir)
     return Storage(
-        pages=DiskPageCache(layout.pages),
-        cache_blobs=FileBlobStore(layout.cache_blobs, settings.files_max_size),
-        local_blobs=FileBlobStore(layout.local_blobs),
-        index=SqliteIndex(layout.index),
-        locks=FileLocks(layout.locks),
+        pages=DiskPageCache(where.pages),
+        cache_blobs=FileBlobStore(where.cache_blobs, settings.files_max_size),
+        local_blobs=FileBlobStore(where.local_blobs),
+        index=SqliteIndex(where.index),
+        locks=FileLocks(where.locks),
     )
 
 
 def remove_legacy_state(settings: Settings) -> None:
     """State an older tidegate kept in a format this one does not read (start-up recovery)."""
-    shutil.rmtree(Layout(settings.data_dir).legacy_pages, ignore_errors=True)
+    shutil.rmtree(layout(settings.data_dir).legacy_pages, ignore_errors=True)
 
 
 __all__ = ["BlobStore", "IndexStore", "Locks", "PageCache", "Storage", "open_storage", "remove_legacy_state"]

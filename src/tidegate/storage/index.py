@@ -89,20 +89,17 @@ _JSON_FIELDS = frozenset({"notices", "hashes"})
 
 
 def _session(row: sqlite3.Row) -> Session:
-    return Session(row["token"], row["project"], row["version"], row["status"], row["created_at"],
-                   row["expires_at"], row["ended_at"], tuple(json.loads(row["notices"])))
+    return Session(**{**dict(row), "notices": tuple(json.loads(row["notices"]))})
 
 
 def _upload(row: sqlite3.Row) -> Upload:
-    return Upload(row["id"], row["token"], row["filename"], row["status"], row["size"], json.loads(row["hashes"]),
-                  row["mechanism"], row["created_at"], row["expires_at"], row["sha256"], row["requires_python"],
-                  row["metadata_sha256"], row["attestations"], tuple(json.loads(row["notices"])))
+    return Upload(**{**dict(row), "hashes": json.loads(row["hashes"]), "notices": tuple(json.loads(row["notices"]))})
 
 
 def _file(row: sqlite3.Row) -> PublishedFile:
-    return PublishedFile(row["filename"], row["project"], row["version"], row["sha256"], json.loads(row["hashes"]),
-                         row["size"], row["upload_time"], row["requires_python"], row["metadata_sha256"],
-                         row["yanked"], row["attestations"])
+    fields = {**dict(row), "hashes": json.loads(row["hashes"])}
+    del fields["session"]
+    return PublishedFile(**fields)
 
 
 def _value(key: str, value: Any) -> Any:

@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Layout:
-    root: Path
+class Layout(NamedTuple):
+    pages: Path  # page records and metadata files (diskcache)
+    legacy_pages: Path  # tidegate 0.1's page cache of pickles: never read, removed at start-up
+    cache_blobs: Path  # files fetched from upstreams (evictable)
+    local_blobs: Path  # uploaded files (never evicted)
+    index: Path  # the local index database
+    locks: Path
 
-    @property
-    def pages(self) -> Path:
-        """Page records and metadata files (diskcache)."""
-        return self.root / "pagecache"
 
-    @property
-    def legacy_pages(self) -> Path:
-        """The page cache of tidegate 0.1 (pickles): never read, removed at start-up."""
-        return self.root / "pages"
-
-    @property
-    def cache_blobs(self) -> Path:
-        """Files fetched from upstreams (evictable)."""
-        return self.root / "blobs"
-
-    @property
-    def local_blobs(self) -> Path:
-        """Uploaded files (never evicted)."""
-        return self.root / "local"
-
-    @property
-    def index(self) -> Path:
-        """The local index database."""
-        return self.root / "local" / "index.db"
-
-    @property
-    def locks(self) -> Path:
-        return self.root / "locks"
+def layout(root: Path) -> Layout:
+    local = root / "local"
+    return Layout(pages=root / "pagecache", legacy_pages=root / "pages", cache_blobs=root / "blobs",
+                  local_blobs=local, index=local / "index.db", locks=root / "locks")

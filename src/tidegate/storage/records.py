@@ -108,7 +108,7 @@ def _opt(value: object) -> str | None:
 # Statuses are stored as the strings PEP 694 reports; publish/states.py owns what they mean.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Session:
     """A publishing session."""
 
@@ -118,42 +118,41 @@ class Session:
     status: str
     created_at: float
     expires_at: float
-    ended_at: float | None
-    notices: tuple[str, ...]
+    ended_at: float | None = None
+    notices: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Upload:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalFile:
+    """A file of the local index, published or staged: what the read path serves of it."""
+
+    filename: str
+    size: int
+    hashes: dict[str, str]
+    sha256: str | None  # of the bytes received; None until they arrived and matched
+    requires_python: str | None = None
+    metadata_sha256: str | None = None  # of its PEP 658 metadata file
+    attestations: str | None = None  # PEP 740 attestations, as JSON
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upload(LocalFile):
     """A file upload session."""
 
     id: str
     token: str
-    filename: str
     status: str
-    size: int
-    hashes: dict[str, str]
     mechanism: str
     created_at: float
     expires_at: float
-    sha256: str | None  # set once the bytes arrived and matched size and hashes
-    requires_python: str | None
-    metadata_sha256: str | None
-    attestations: str | None  # PEP 740 attestations, as JSON
-    notices: tuple[str, ...]
+    notices: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class PublishedFile:
-    """A file of the local index."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishedFile(LocalFile):
+    """A published file."""
 
-    filename: str
     project: str
     version: str
-    sha256: str
-    hashes: dict[str, str]
-    size: int
     upload_time: str
-    requires_python: str | None
-    metadata_sha256: str | None
-    yanked: str | None  # None: not yanked; otherwise the reason ("" for none)
-    attestations: str | None
+    yanked: str | None = None  # None: not yanked; otherwise the reason ("" for none)

@@ -18,6 +18,7 @@ from ..config import Upstream
 from ..simple.html_page import parse_project_html
 from ..simple.json_page import parse_project_json
 from ..simple.model import Project
+from ..storage.records import Validators
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,6 @@ class UpstreamError(Exception):
 
 class UpstreamUnavailable(UpstreamError):
     """The upstream itself is failing (connection error, timeout, 5xx): not just one project."""
-
-
-@dataclass(frozen=True, slots=True)
-class Validators:
-    etag: str | None = None
-    last_modified: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

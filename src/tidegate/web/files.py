@@ -9,7 +9,8 @@ import logging
 from aiohttp import hdrs, web
 
 from ..cache.downloads import DownloadFailed
-from ..readpath.answers import BlobAnswer, BytesAnswer, FileAnswer, FileQuery, PageAnswer, Part, StreamAnswer
+from ..readpath.answers import BlobAnswer, BytesAnswer, FileAnswer, FileQuery, PageAnswer, Part, StreamAnswer, \
+    content_type_of
 from ..readpath.errors import ReadError
 from ..readpath.proxy import Proxy
 from ..simple.names import checked_name
@@ -61,9 +62,9 @@ async def stream(request: web.Request, answer: StreamAnswer) -> web.StreamRespon
         return error(502, f"Downloading {download.file.filename} from upstream failed: {download.result.exception()}")
     response = web.StreamResponse(
         headers={
-            hdrs.CONTENT_TYPE: answer.content_type,
+            hdrs.CONTENT_TYPE: content_type_of(download.file.filename),
             hdrs.CACHE_CONTROL: IMMUTABLE,
-            hdrs.ETAG: answer.etag,
+            hdrs.ETAG: f'"{download.key}"',
             hdrs.ACCEPT_RANGES: "bytes",
             "X-Tidegate-Cache": "miss",
         }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..publish.errors import Invalid, PublishError, Unauthorized
+from ..publish.errors import Denied, Invalid, PublishError
 from ..publish.service import Publisher, Received
 from .auth import CHALLENGE, authenticate
 from .keys import PUBLISHER, SETTINGS
@@ -76,7 +76,7 @@ async def _upload(request: web.Request) -> web.Response:
     publisher = request.config_dict[PUBLISHER]
     user = authenticate(request, settings)
     if user is None:
-        raise Unauthorized("Authenticate with the username and password of a configured upload user.")
+        raise Denied("Authenticate with the username and password of a configured upload user.", status=401)
     if not request.content_type.startswith("multipart/"):
         raise Invalid("Send the upload as multipart/form-data, as twine does.")
     fields, received, filename = await read_form(request, publisher, settings.max_upload_size)

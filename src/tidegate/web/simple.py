@@ -79,7 +79,7 @@ async def project_page(request: web.Request, proxy: Proxy | None = None, prefix:
 def page_response(request: web.Request, answer: PageAnswer, rep: Representation) -> web.Response:
     """A rendered page as the negotiated representation, or 304."""
     page = answer.page
-    etag = page.etag(rep)
+    body, etag = page.rendered(rep)
     headers = {
         hdrs.ETAG: etag,
         hdrs.LAST_MODIFIED: page.last_modified,
@@ -91,7 +91,7 @@ def page_response(request: web.Request, answer: PageAnswer, rep: Representation)
     if not_modified(request, etag, page.changed_at):
         return web.Response(status=304, headers=headers)
     headers[hdrs.CONTENT_TYPE] = rep.content_type
-    return web.Response(body=page.body(rep), headers=headers)
+    return web.Response(body=body, headers=headers)
 
 
 async def root_index(request: web.Request, proxy: Proxy | None = None) -> web.StreamResponse:

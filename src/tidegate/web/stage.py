@@ -41,9 +41,7 @@ async def stage_file(request: web.Request) -> web.StreamResponse:
 
 
 def routes() -> list[web.AbstractRouteDef]:
-    return [
-        web.get("/stage/{token}/simple/", stage_root),
-        web.get("/stage/{token}/simple/{project}/", stage_project),
-        web.get("/stage/{token}/simple/{project}", stage_project),
-        web.get("/stage/{token}/files/{project}/{filename}", stage_file),
-    ]
+    """The regular index's URLs under /stage/<token>/, a project page with or without its slash."""
+    stage = "/stage/{token}"
+    return [web.get(stage + "/simple/", stage_root), web.get(stage + "/files/{project}/{filename}", stage_file),
+            *(web.get(stage + path, stage_project) for path in ("/simple/{project}/", "/simple/{project}"))]

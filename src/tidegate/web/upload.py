@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from ..config import User
-from ..publish.errors import Invalid, Unauthorized, UnsupportedMediaType
+from ..publish.errors import Denied, Invalid
 from ..publish.protocol import API_VERSION, COMPATIBLE_VERSIONS, MECHANISM, MEDIA_TYPE
 from ..publish.service import SessionView
 from ..publish.states import FileState
@@ -53,7 +53,7 @@ async def read_request(request: web.Request) -> dict[str, Any]:
     """The JSON body of a non-file request: right Content-Type, an object, API version 2.x."""
     content_type = request.headers.get(hdrs.CONTENT_TYPE, "").split(";")[0].strip().lower()
     if content_type != MEDIA_TYPE:
-        raise UnsupportedMediaType(f"Send requests as {MEDIA_TYPE}.", source="Content-Type")
+        raise Invalid(f"Send requests as {MEDIA_TYPE}.", source="Content-Type", status=415)
     try:
         body = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
@@ -70,8 +70,8 @@ async def read_request(request: web.Request) -> dict[str, Any]:
 def require_user(request: web.Request) -> User:
     user = authenticate(request, request.config_dict[SETTINGS])
     if user is None:
-        raise Unauthorized("Authenticate with the username and password of a configured upload user.",
-                           source="Authorization")
+        raise Denied("Authenticate with the username and password of a configured upload user.",
+                     source="Authorization", status=401)
     return user
 
 

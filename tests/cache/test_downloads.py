@@ -1,0 +1,100 @@
+"""One download per file across workers, streamed to followers, verified before commit."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import pytest
+
+from support.fakeindex import Fault
+from tidegate.cache.downloads import DownloadFailed, Downloads, blob_key
+from tidegate.config import build
+from tidegate.simple.model import File
+from tidegate.storage.blobs import FileBlobStore
+from tidegate.storage.locks import FileLocks
+from tidegate.upstream.client import UpstreamClient
+
+WHEEL = "demo_pkg-1.0-py3-none-any.whl"
+
+
+@pytest.fixture
+async def upstream(fake_index, dists):
+    idx = await fake_index("negotiate")
+    idx.index.add(dists.wheel("demo-pkg", "1.0", padding=300_000))
+    return idx
+
+
+@pytest.fixture
+async def client(upstream) -> AsyncIterator[UpstreamClient]:
+    settings = build({"upstreams": [{"url": upstream.url, "retries": 0}]})
+    async with aiohttp.ClientSession() as session:
+        yield UpstreamClient(settings.upstreams[0], session, settings.max_page_size)
+
+
+@pytest.fixture
+async def workers(tmp_path: Path) -> AsyncIterator[Any]:
+    """new() -> Downloads of another worker on the same storage."""
+    opened: list[Any] = []
+
+    def new() -> Downloads:
+        blobs, locks = FileBlobStore(tmp_path / "blobs"), FileLocks(tmp_path / "locks")
+        opened.append((blobs, locks))
+        return Downloads(blobs, locks)
+
+    yield new
+    for blobs, locks in opened:
+        await blobs.close()
+        await locks.close()
+
+
+def entry(upstream: Any) -> File:
+    fake = upstream.index.file(WHEEL)
+    return File(WHEEL, upstream.file_url(WHEEL), {"sha256": fake.real_sha256()}, size=fake.path.stat().st_size)
+
+
+async def collect(download: Any) -> bytes:
+    return b"".join([chunk async for chunk in download.follow()])
+
+
+async def test_followers_never_get_the_last_byte_of_an_unverified_file(upstream, client, workers):
+    upstream.index.faults[f"/files/{WHEEL}"] = Fault(corrupt=True, slow=0.001, chunk_size=32768)
+    file = entry(upstream)
+    download = await workers().start(blob_key(file), file, client)
+    received = 0
+    with pytest.raises(DownloadFailed, match="sha256 mismatch"):
+        async for chunk in download.follow():
+            received += len(chunk)
+    assert 0 < received < file.size  # streamed as it came, but never complete
+    assert not await download.blobs.exists(blob_key(file))
+
+
+async def test_concurrent_requests_in_two_workers_make_one_download(upstream, client, workers):
+    upstream.index.faults[f"/files/{WHEEL}"] = Fault(slow=0.001, chunk_size=32768)
+    file = entry(upstream)
+    first, second = workers(), workers()
+    downloads = [await d.start(blob_key(file), file, client) for d in (first, second, first, second)]
+    assert downloads[0] is downloads[2] and downloads[1] is downloads[3]  # one per worker
+    bodies = await asyncio.gather(*(collect(d) for d in downloads))
+    assert set(bodies) == {upstream.index.file(WHEEL).path.read_bytes()}
+    assert upstream.index.requests[f"/files/{WHEEL}"] == 1
+
+
+async def test_a_file_another_worker_committed_is_not_fetched_again(upstream, client, workers):
+    file = entry(upstream)
+    first = await workers().start(blob_key(file), file, client)
+    await first.result
+    again = await workers().start(blob_key(file), file, client)
+    assert again.result.done() and await collect(again) == upstream.index.file(WHEEL).path.read_bytes()
+    assert upstream.index.requests[f"/files/{WHEEL}"] == 1
+
+
+async def test_a_short_upstream_answer_is_a_failure_and_leaves_nothing(upstream, client, workers, tmp_path):
+    upstream.index.faults[f"/files/{WHEEL}"] = Fault(reset_after=1000)
+    file = entry(upstream)
+    download = await workers().start(blob_key(file), file, client)
+    with pytest.raises(DownloadFailed):
+        await download.result
+    assert not any((tmp_path / "blobs" / "tmp").iterdir())

@@ -1,0 +1,66 @@
+"""Every implementation of each storage protocol, as parametrized fixtures: the contract tests
+in this folder run once per implementation, so a new engine is one entry here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tidegate.storage.blobs import FileBlobStore
+from tidegate.storage.index import SqliteIndex
+from tidegate.storage.locks import FileLocks
+from tidegate.storage.pagecache import DiskPageCache
+
+Factory = Callable[..., Awaitable[Any]]
+
+
+async def _factory(make: Callable[..., Any]) -> AsyncIterator[Factory]:
+    """`await new(...)` opens another instance (on the same state, like another worker)."""
+    opened: list[Any] = []
+
+    async def new(*args: Any, **kwargs: Any) -> Any:
+        instance = make(*args, **kwargs)
+        opened.append(instance)
+        return instance
+
+    yield new
+    for instance in reversed(opened):
+        await instance.close()
+
+
+@pytest.fixture(params=["disk"])
+async def new_blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
+    """new_blob_store(max_size=None): a blob store; each call another instance on the same state."""
+    async for new in _factory(lambda max_size=None: FileBlobStore(tmp_path / "blobs", max_size)):
+        yield new
+
+
+@pytest.fixture(params=["disk"])
+async def new_page_cache(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
+    async for new in _factory(lambda: DiskPageCache(tmp_path / "pages")):
+        yield new
+
+
+@pytest.fixture(params=["sqlite"])
+async def new_index_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
+    async for new in _factory(lambda: SqliteIndex(tmp_path / "index.db")):
+        yield new
+
+
+@pytest.fixture(params=["flock"])
+async def new_locks(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
+    """Also `new_locks.holder`: Python source that takes lock NAME in another process, prints
+    "held" and sleeps (to be killed)."""
+    async for new in _factory(lambda: FileLocks(tmp_path / "locks")):
+        new.holder = (  # type: ignore[attr-defined]
+            "import asyncio, sys, time\n"
+            "from pathlib import Path\n"
+            "from tidegate.storage.locks import FileLocks\n"
+            f"lease = asyncio.run(FileLocks(Path({str(tmp_path / 'locks')!r})).try_acquire(sys.argv[1]))\n"
+            "print('held' if lease else 'busy', flush=True)\n"
+            "time.sleep(60)\n"
+        )
+        yield new

@@ -1,0 +1,88 @@
+"""The page cache contract, run against every implementation (see conftest.py), and what the
+disk implementation does with records it cannot read."""
+
+from __future__ import annotations
+
+import pickle
+
+import diskcache
+
+from tidegate.simple.model import File, Project
+from tidegate.storage.records import PageRecord, Part, Validators
+
+WHEEL = File("demo_pkg-1.0-py3-none-any.whl", "https://files.example/demo_pkg-1.0-py3-none-any.whl",
+             {"sha256": "a" * 64}, requires_python=">=3.8", core_metadata={"sha256": "b" * 64}, size=1234,
+             upload_time="2024-01-02T03:04:05.000000Z", yanked="broken")
+SDIST = File("demo_pkg-1.0.tar.gz", "https://mirror.example/demo_pkg-1.0.tar.gz", {"sha256": "c" * 64})
+
+
+def record(name: str = "demo-pkg", *, found: bool = True, merged: bool = False) -> PageRecord:
+    first = Project(name, (WHEEL,), versions=("1.0",), status="active", tracks=("https://pypi.example/simple/demo/",))
+    second = Project(name, (SDIST,))
+    parts = (Part("pypi", first, Validators('"etag"', "Tue, 02 Jan 2024 03:04:05 GMT")),) if found else ()
+    served = first if found else None
+    if merged:
+        parts += (Part("mirror", second, Validators()),)
+        served = Project(name, (WHEEL, SDIST), versions=("1.0",))
+    return PageRecord(name, parts, served, fetched_at=1700000000.5, changed_at=1690000000.25)
+
+
+async def test_a_missing_page_is_none(new_page_cache):
+    cache = await new_page_cache()
+    assert await cache.load("demo-pkg") is None
+    assert await cache.names() == []
+    assert await cache.load_metadata("a" * 64) is None
+
+
+async def test_records_come_back_equal(new_page_cache):
+    cache = await new_page_cache()
+    for original in (record(), record("merged", merged=True), record("unknown", found=False)):
+        await cache.store(original)
+        assert await cache.load(original.name) == original
+
+
+async def test_names_list_the_projects_found(new_page_cache):
+    cache = await new_page_cache()
+    await cache.store(record("b-project"))
+    await cache.store(record("a-project"))
+    await cache.store(record("unknown", found=False))
+    assert await cache.names() == ["a-project", "b-project"]
+    await cache.store(record("a-project", found=False))  # the project went away upstream
+    assert await cache.names() == ["b-project"]
+
+
+async def test_another_instance_sees_stored_pages(new_page_cache):
+    writer, reader = await new_page_cache(), await new_page_cache()
+    await writer.store(record())
+    assert await reader.load("demo-pkg") == record()
+    assert await reader.names() == ["demo-pkg"]
+
+
+async def test_metadata_files(new_page_cache):
+    cache = await new_page_cache()
+    await cache.store_metadata("a" * 64, b"Metadata-Version: 2.1\nName: demo\n")
+    assert await cache.load_metadata("a" * 64) == b"Metadata-Version: 2.1\nName: demo\n"
+
+
+async def test_records_it_cannot_read_are_misses_not_crashes(tmp_path):
+    """Another format version, another project's record, garbage, a pickle: all a cache miss,
+    and nothing is ever unpickled."""
+    from tidegate.storage.pagecache import DiskPageCache
+
+    cache = DiskPageCache(tmp_path / "pages")
+    disk = diskcache.Cache(str(tmp_path / "pages"))
+    stored = (await _encoded(record()))
+    disk.set("page:future", stored.replace(b'"format":1', b'"format":2').replace(b'"demo-pkg"', b'"future"'))
+    disk.set("page:other", stored)  # demo-pkg's record under another name
+    disk.set("page:garbage", b"\x00\xffnot json")
+    disk.set("page:pickled", pickle.dumps({"name": "pickled"}))
+    for name in ("future", "other", "garbage", "pickled"):
+        assert await cache.load(name) is None
+    disk.close()
+    await cache.close()
+
+
+async def _encoded(r: PageRecord) -> bytes:
+    from tidegate.storage.records import encode_page
+
+    return encode_page(r)
