@@ -488,10 +488,25 @@ def test_status_reason_without_status() -> None:
     assert "project-status" not in rendered(Project(name="holy-grail"))
 
 
-@pytest.mark.parametrize(("sizes", "version"), [((1, 2), "1.4"), ((1, None), "1.0"), ((), "1.4")])
+@pytest.mark.parametrize(("sizes", "version"), [((1, 2), "1.1"), ((1, None), "1.0"), ((), "1.1")])
 def test_declared_api_version_is_honest(sizes: tuple[int | None, ...], version: str) -> None:
     files = tuple(File(f"x-{i}.0.tar.gz", "https://p.example/x", size=s) for i, s in enumerate(sizes))
     assert rendered(Project(name="x", files=files))["meta"]["api-version"] == version
+
+
+@pytest.mark.parametrize(("features", "version"), [
+    ({}, "1.1"),
+    ({"upload_time": "2024-01-02T03:04:05Z"}, "1.1"),
+    ({"tracks": ("https://other.example/simple/x/",)}, "1.2"),
+    ({"provenance": "https://p.example/x.provenance", "tracks": ("https://o.example/simple/x/",)}, "1.3"),
+    ({"status": "archived", "provenance": "https://p.example/x.provenance"}, "1.4"),
+])
+def test_declared_api_version_is_the_newest_feature_carried(features: dict[str, Any], version: str) -> None:
+    file_keys = {k: v for k, v in features.items() if k in ("upload_time", "provenance")}
+    page_keys = {k: v for k, v in features.items() if k not in file_keys}
+    project = Project(name="x", files=(File("x-1.0.tar.gz", "https://p.example/x", size=1, **file_keys),), **page_keys)
+    assert rendered(project)["meta"]["api-version"] == version
+    assert f'content="{version}"' in render_project_html(project).decode()
 
 
 def test_render_index() -> None:
@@ -572,3 +587,57 @@ def test_json_to_html_keeps_what_html_can_carry() -> None:
 
 def _fields(project: Project) -> dict[str, Any]:
     return {name: getattr(project, name) for name in Project.__slots__}
+
+
+def _pypi_like_page(rng: random.Random, files: int) -> dict[str, Any]:
+    entries = []
+    for i in range(files):
+        entry: dict[str, Any] = {
+            "filename": f"holy_grail-{i}.0-py3-none-any.whl",
+            "url": f"https://files.example/packages/{rng.getrandbits(32):08x}/holy_grail-{i}.0-py3-none-any.whl",
+            "hashes": {"sha256": f"{rng.getrandbits(256):064x}"},
+        }
+        for key, value in (("requires-python", ">=3.8"), ("yanked", rng.choice([True, False, "broken"])),
+                           ("core-metadata", rng.choice([True, False, {"sha256": f"{rng.getrandbits(256):064x}"}])),
+                           ("data-dist-info-metadata", True), ("size", rng.randrange(1, 10**9)),
+                           ("upload-time", "2024-01-02T03:04:05.123456Z"), ("gpg-sig", False),
+                           ("provenance", f"https://files.example/{i}.provenance"),
+                           ("hashes", {"sha256": f"{rng.getrandbits(256):064x}", "md5": f"{rng.getrandbits(128):032x}"})):
+            if rng.random() < 0.5:
+                entry[key] = value
+        entries.append(entry)
+    return {"meta": {"api-version": "1.1", "_last-serial": 123, "tracks": ["https://o.example/simple/x/"]},
+            "name": "holy-grail", "files": entries, "versions": [f"{i}.0" for i in range(files)],
+            "project-status": {"status": "active"}}
+
+
+def test_the_fast_path_takes_pypi_pages_and_agrees_with_the_lenient_path() -> None:
+    """A page as PyPI sends it never needs the lenient path, and both give the same model."""
+    from tidegate.simple import json_page
+
+    rng = random.Random(7)
+    for _ in range(20):
+        doc = _pypi_like_page(rng, rng.randrange(0, 40))
+        body = json.dumps(doc).encode()
+        fast = json_page._parse_plain(body, "https://p.example/simple/holy-grail/", "holy-grail")
+        assert fast is not None
+        assert fast == json_page.project_from_document(doc, "https://p.example/simple/holy-grail/", "holy-grail")
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d["files"][0].update(url="../../files/x.whl"),        # relative: resolved by the lenient path
+    lambda d: d["files"][0].update(size=1.5),                        # a type the fast path does not take
+    lambda d: d["files"][0].update(extra={"nested": True}),          # an unknown key
+    lambda d: d["files"][0].update(filename="../escape.whl"),        # an entry to drop
+    lambda d: d["files"].append("not an entry"),
+    lambda d: d["meta"].update(unknown="x"),
+])
+def test_pages_the_fast_path_leaves_to_the_lenient_path(change: Any) -> None:
+    from tidegate.simple import json_page
+
+    doc = _pypi_like_page(random.Random(3), 3)
+    change(doc)
+    body = json.dumps(doc).encode()
+    assert json_page._parse_plain(body, "https://p.example/simple/holy-grail/", "holy-grail") is None
+    assert parse_project_json(body, "https://p.example/simple/holy-grail/", "holy-grail") == \
+        json_page.project_from_document(doc, "https://p.example/simple/holy-grail/", "holy-grail")

@@ -8,7 +8,7 @@ then kept with the page, so serving a warm page is a lookup and a write.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+from msgspec.structs import replace
 from email.utils import formatdate
 from typing import Callable, Iterable
 from urllib.parse import quote

@@ -2,6 +2,12 @@
 
 Pure: no I/O. Upstream pages are hostile: anything that does not validate is dropped, and the
 parser raises nothing but ValueError.
+
+Pages can be 2 MB with thousands of files, so the usual page takes a fast path: msgspec decodes
+it into typed entries at C speed and a short loop checks each; a page with anything unusual in
+it (a relative URL, an invalid entry, an odd type) is parsed again by the lenient path, entry by
+entry, which drops what does not validate. Both give the same model for a page both accept.
+Rendering encodes msgspec Structs, for the same reason.
 """
 
 from __future__ import annotations
@@ -9,6 +15,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Iterable, Mapping
+
+import msgspec
 
 from .model import API_VERSION_FULL, File, Project, dedupe_files, resolve_http_url, valid_hashes
 from .names import valid_filename
@@ -86,6 +94,110 @@ def _file(entry: object, base: str) -> File | None:
     )
 
 
+# --- the fast path -----------------------------------------------------------------------------
+
+
+# The fast path's types are strict and allow no unknown key: msgspec does not look into what it
+# skips, so a page with anything it would skip goes to the lenient path, which checks it all.
+
+
+class _Entry(msgspec.Struct, forbid_unknown_fields=True):
+    """A file entry as the fast path decodes it; a value of another type sends the page to the
+    lenient path."""
+
+    filename: str
+    url: str
+    hashes: dict[str, str] = msgspec.field(default_factory=dict)
+    requires_python: str | None = msgspec.field(name="requires-python", default=None)
+    yanked: bool | str = False
+    core_metadata: bool | dict[str, str] | None = msgspec.field(name="core-metadata", default=None)
+    dist_info_metadata: bool | dict[str, str] | None = msgspec.field(name="dist-info-metadata", default=None)
+    gpg_sig: bool | None = msgspec.field(name="gpg-sig", default=None)
+    size: int | None = None
+    upload_time: str | None = msgspec.field(name="upload-time", default=None)
+    provenance: str | None = None
+    # PyPI's JSON still sends PEP 658's name for core-metadata; like the lenient path, ignored.
+    data_dist_info_metadata: bool | dict[str, str] | None = msgspec.field(name="data-dist-info-metadata",
+                                                                          default=None)
+
+
+class _Meta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    api_version: str = msgspec.field(name="api-version", default="1.0")
+    tracks: list[str] | None = None
+    project_status: str | None = msgspec.field(name="project-status", default=None)
+    project_status_reason: str | None = msgspec.field(name="project-status-reason", default=None)
+    last_serial: int | None = msgspec.field(name="_last-serial", default=None)  # PyPI's
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"api-version": self.api_version, "tracks": self.tracks, "project-status": self.project_status,
+                "project-status-reason": self.project_status_reason}
+
+
+class _Page(msgspec.Struct, forbid_unknown_fields=True):
+    files: list[_Entry]
+    meta: _Meta = _Meta()
+    name: str | None = None  # ours is trusted over the page's
+    versions: list[str] | None = None
+    project_status: dict[str, str] | None = msgspec.field(name="project-status", default=None)
+    alternate_locations: list[str] | None = msgspec.field(name="alternate-locations", default=None)
+
+
+_DECODE_PAGE = msgspec.json.Decoder(_Page).decode
+# An absolute http(s) URL with a plain host name, printable ASCII only: what resolve_http_url
+# returns unchanged. Anything else (relative, spaces, IPv6, userinfo...) takes the lenient path.
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)?")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class _NotPlain(Exception):
+    """An entry the fast path does not decide: the lenient path parses the page."""
+
+
+def _plain_hashes(hashes: dict[str, str]) -> dict[str, str]:
+    if len(hashes) == 1 and _SHA256.fullmatch(hashes.get("sha256", "")):
+        return hashes  # PyPI's form: already what valid_hashes would keep
+    return valid_hashes(hashes)
+
+
+def _plain_metadata(value: bool | dict[str, str] | None) -> bool | dict[str, str] | None:
+    return _plain_hashes(value) or True if isinstance(value, dict) else value
+
+
+def _plain_file(e: _Entry) -> File:
+    if not valid_filename(e.filename) or not _PLAIN_URL.fullmatch(e.url):
+        raise _NotPlain
+    provenance = e.provenance
+    if provenance and not _PLAIN_URL.fullmatch(provenance):
+        raise _NotPlain
+    upload_time = e.upload_time
+    core_metadata = _plain_metadata(e.core_metadata)
+    return File(
+        filename=e.filename,
+        url=e.url.partition("#")[0],
+        hashes=_plain_hashes(e.hashes) if e.hashes else {},
+        requires_python=e.requires_python or None,
+        yanked=e.yanked or False,
+        core_metadata=core_metadata if core_metadata is not None else _plain_metadata(e.dist_info_metadata),
+        gpg_sig=e.gpg_sig,
+        size=e.size if e.size is not None and 0 <= e.size <= _MAX_SIZE else None,
+        upload_time=upload_time if upload_time and _UPLOAD_TIME.fullmatch(upload_time) else None,
+        provenance=provenance or None,
+    )
+
+
+def _parse_plain(body: bytes, page_url: str, name: str) -> Project | None:
+    """The fast path's model of the page, or None when the lenient path must decide."""
+    try:
+        page = _DECODE_PAGE(body)
+        files = [_plain_file(e) for e in page.files]
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, _NotPlain):
+        return None
+    return _project(page.meta.as_dict(), files, page.versions, page.project_status, page.alternate_locations, page_url, name)
+
+
+# --- the lenient path --------------------------------------------------------------------------
+
+
 def _load(body: bytes) -> Any:
     try:
         return json.loads(body.decode("utf-8-sig"))  # RFC 8259 lets parsers skip a BOM
@@ -102,7 +214,8 @@ def parse_project_json(body: bytes, page_url: str, name: str) -> Project:
 
     Raises ValueError when the body is not a v1 JSON project page.
     """
-    return project_from_document(_load(body), page_url, name)
+    project = _parse_plain(body, page_url, name)
+    return project if project is not None else project_from_document(_load(body), page_url, name)
 
 
 def project_from_document(doc: object, page_url: str, name: str) -> Project:
@@ -112,31 +225,33 @@ def project_from_document(doc: object, page_url: str, name: str) -> Project:
     meta = doc.get("meta", {})
     if not isinstance(meta, dict):
         raise ValueError("Simple API JSON page has a non-object 'meta'")
+    raw_files = doc.get("files")
+    if not isinstance(raw_files, list):
+        raise ValueError("Simple API JSON page has no 'files' list")
+    files = [f for entry in raw_files if (f := _file(entry, page_url)) is not None]
+    return _project(meta, files, doc.get("versions"), doc.get("project-status"), doc.get("alternate-locations"),
+                    page_url, name)
+
+
+def _project(meta: dict[str, Any], files: list[File], raw_versions: object, project_status: object,
+             alternates: object, page_url: str, name: str) -> Project:
+    """The page-level part of the model, shared by both paths."""
     version = meta.get("api-version", "1.0")  # the spec: no version means 1.0
     match = _API_VERSION.fullmatch(version) if isinstance(version, str) else None
     if match is None:
         raise ValueError(f"Simple API JSON page has an invalid meta.api-version: {version!r}")
     if match.group(1).lstrip("0") != "1":
         raise ValueError(f"unsupported Simple API version {version!r} in JSON page")
-    raw_files = doc.get("files")
-    if not isinstance(raw_files, list):
-        raise ValueError("Simple API JSON page has no 'files' list")
-
-    raw_versions = doc.get("versions")
     versions = None
     if isinstance(raw_versions, list):
         versions = tuple(dict.fromkeys(v for x in raw_versions if (v := _text(x))))
-
     # PEP 792's text puts status in a top-level object, its example in meta: accept both.
     status = reason = None
-    project_status = doc.get("project-status")
     if isinstance(project_status, dict):
         status = _text(project_status.get("status")) or None
         reason = _text(project_status.get("reason")) or None
     status = status or _text(meta.get("project-status")) or None
     reason = reason or _text(meta.get("project-status-reason")) or None
-
-    files = [f for entry in raw_files if (f := _file(entry, page_url)) is not None]
     return Project(
         name=name,
         files=dedupe_files(files),
@@ -144,39 +259,48 @@ def project_from_document(doc: object, page_url: str, name: str) -> Project:
         status=status,
         status_reason=reason,
         tracks=_urls(meta.get("tracks"), page_url),
-        alternate_locations=_urls(doc.get("alternate-locations"), page_url),
+        alternate_locations=_urls(alternates, page_url),
     )
 
 
-def _metadata_json(core_metadata: bool | Mapping[str, str]) -> bool | dict[str, str]:
-    if isinstance(core_metadata, Mapping):
-        return dict(core_metadata) or True  # {} would read as "absent" to truthiness checks
-    return core_metadata
+# --- rendering ---------------------------------------------------------------------------------
 
 
-def _file_json(f: File) -> dict[str, object]:
-    out: dict[str, object] = {"filename": f.filename, "url": f.url, "hashes": dict(f.hashes)}
-    if f.requires_python is not None:
-        out["requires-python"] = f.requires_python
-    if f.yanked:
-        out["yanked"] = f.yanked
-    if f.core_metadata is not None:
-        out["core-metadata"] = out["dist-info-metadata"] = _metadata_json(f.core_metadata)
-    if f.gpg_sig is not None:
-        out["gpg-sig"] = f.gpg_sig
-    if f.size is not None:
-        out["size"] = f.size
-    if f.upload_time is not None:
-        out["upload-time"] = f.upload_time
-    if f.provenance is not None:
-        out["provenance"] = f.provenance
-    return out
+class _Rendered(msgspec.Struct, omit_defaults=True):
+    """A file entry as rendered: keys left out when the model has nothing to say."""
+
+    filename: str
+    url: str
+    hashes: Mapping[str, str]
+    requires_python: str | None = msgspec.field(name="requires-python", default=None)
+    yanked: bool | str = False
+    # Both names: PEP 714's, and PEP 658's for clients that predate the rename.
+    core_metadata: bool | Mapping[str, str] | None = msgspec.field(name="core-metadata", default=None)
+    dist_info_metadata: bool | Mapping[str, str] | None = msgspec.field(name="dist-info-metadata", default=None)
+    gpg_sig: bool | None = msgspec.field(name="gpg-sig", default=None)
+    size: int | None = None
+    upload_time: str | None = msgspec.field(name="upload-time", default=None)
+    provenance: str | None = None
+
+
+def _rendered(f: File) -> _Rendered:
+    metadata = f.core_metadata
+    if isinstance(metadata, Mapping):
+        metadata = dict(metadata) or True  # {} would read as "absent" to truthiness checks
+    return _Rendered(f.filename, f.url, f.hashes, f.requires_python, f.yanked, metadata, metadata, f.gpg_sig,
+                     f.size, f.upload_time, f.provenance)
+
+
+_ENCODE = msgspec.json.Encoder().encode
 
 
 def _dump(doc: dict[str, object]) -> bytes:
-    # "replace" only matters for lone surrogates a caller might have put in the model.
-    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-    return text.encode("utf-8", errors="replace")
+    try:
+        return _ENCODE(doc)
+    except (msgspec.EncodeError, UnicodeEncodeError):
+        # Only a lone surrogate a caller put into the model gets here: replace it.
+        text = json.dumps(msgspec.to_builtins(doc), ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8", errors="replace")
 
 
 def project_document(project: Project, *, complete: bool = False) -> dict[str, object]:
@@ -193,7 +317,7 @@ def project_document(project: Project, *, complete: bool = False) -> dict[str, o
     doc: dict[str, object] = {
         "meta": meta,
         "name": project.name,
-        "files": [_file_json(f) for f in project.files],
+        "files": [_rendered(f) for f in project.files],
     }
     if complete:
         doc["versions"] = list(project.all_versions())

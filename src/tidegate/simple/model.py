@@ -9,14 +9,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from dataclasses import dataclass, field, replace
 from typing import Mapping
 from urllib.parse import urljoin, urlsplit
+
+import msgspec
+from msgspec.structs import replace
 
 from .names import file_version, is_wheel
 
 # Versions of the Simple API. 1.1 (PEP 700) made `versions` and `files[].size` mandatory in
-# JSON; 1.2 (tracks), 1.3 (provenance) and 1.4 (status) only added optional keys.
+# JSON (and added upload times); 1.2 added tracks (PEP 708), 1.3 provenance (PEP 740) and 1.4
+# project status (PEP 792), each an optional key.
 API_VERSION_BASE = "1.0"
 API_VERSION_FULL = "1.4"
 
@@ -24,13 +27,13 @@ API_VERSION_FULL = "1.4"
 FRAGMENT_HASHES = ("sha256", "sha384", "sha512", "sha224", "blake2b", "sha3_256", "sha1", "md5")
 
 
-@dataclass(frozen=True, slots=True)
-class File:
-    """One distribution file as an index describes it."""
+class File(msgspec.Struct, frozen=True):
+    """One distribution file as an index describes it. (msgspec Structs, not dataclasses: a big
+    page has thousands, and they are made, compared and encoded at C speed.)"""
 
     filename: str
     url: str  # absolute URL of the file at its source
-    hashes: Mapping[str, str] = field(default_factory=dict)  # lowercase name -> lowercase hex
+    hashes: Mapping[str, str] = msgspec.field(default_factory=dict)  # lowercase name -> lowercase hex
     requires_python: str | None = None
     yanked: bool | str = False  # False, True, or the reason (a non-empty string)
     core_metadata: bool | Mapping[str, str] | None = None  # None: the source did not say
@@ -48,8 +51,7 @@ class File:
         return is_wheel(self.filename)
 
 
-@dataclass(frozen=True, slots=True)
-class Project:
+class Project(msgspec.Struct, frozen=True):
     """A project page: the files of one project plus the page-level metadata."""
 
     name: str  # normalized
@@ -76,10 +78,17 @@ class Project:
         return tuple(seen)
 
     def api_version(self) -> str:
-        """The highest API version whose mandatory keys this page really has."""
-        if all(f.size is not None for f in self.files):
-            return API_VERSION_FULL
-        return API_VERSION_BASE
+        """The version this page declares: that of the newest feature it carries, whatever its
+        source declared. 1.1 and later make sizes mandatory, so a page lacking one is 1.0."""
+        if not all(f.size is not None for f in self.files):
+            return API_VERSION_BASE
+        if self.status is not None or self.status_reason is not None:
+            return "1.4"
+        if any(f.provenance is not None for f in self.files):
+            return "1.3"
+        if self.tracks:
+            return "1.2"
+        return "1.1"
 
 
 def fragment_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:

@@ -70,8 +70,22 @@ def sdist_stem(filename: str) -> str:
     return filename
 
 
+# A version in its normalized form (str(Version(v)) == v): release, pre, post, dev segments.
+_NORMALIZED_VERSION = r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*(?:(?:a|b|rc)(?:0|[1-9][0-9]*))?" \
+                      r"(?:\.post(?:0|[1-9][0-9]*))?(?:\.dev(?:0|[1-9][0-9]*))?"
+# Wheel names whose parts packaging would accept as they are: name, normalized version, an
+# optional build tag and three tags. Others are left to packaging.
+_PLAIN_WHEEL = re.compile(rf"[A-Za-z0-9._]+-({_NORMALIZED_VERSION})(?:-[0-9][A-Za-z0-9._]*)?"
+                          r"-[A-Za-z0-9._]+-[A-Za-z0-9._]+-[A-Za-z0-9._]+\.whl")
+
+
+@functools.lru_cache(maxsize=65536)
 def file_version(filename: str) -> str | None:
-    """The version a wheel or sdist filename names, or None for other or invalid names."""
+    """The version a wheel or sdist filename names, or None for other or invalid names.
+    (Asked for every file of every rendered page: the usual name is read without packaging.)"""
+    plain = _PLAIN_WHEEL.fullmatch(filename)
+    if plain is not None and "__" not in filename.partition("-")[0]:  # packaging refuses "__" in names
+        return plain.group(1)
     try:
         if is_wheel(filename):
             return str(parse_wheel_filename(filename)[1])

@@ -8,10 +8,11 @@ a cache miss, never a crash.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from ..simple.json_page import project_document, project_from_document
+import msgspec
+
+from ..simple.json_page import parse_project_json, project_document
 from ..simple.model import Project
 
 PAGE_FORMAT = 1
@@ -55,6 +56,32 @@ class PageRecord:
         return self.served is not None
 
 
+class _StoredPart(msgspec.Struct, forbid_unknown_fields=True):
+    upstream: str
+    etag: str | None
+    last_modified: str | None
+    project: msgspec.Raw  # PEP 691 JSON, parsed like any upstream page
+
+
+class _StoredPage(msgspec.Struct, forbid_unknown_fields=True):
+    format: int
+    name: str
+    fetched_at: float
+    changed_at: float
+    parts: list[_StoredPart]
+    served: msgspec.Raw  # PEP 691 JSON, {"part": i} for parts[i]'s project, or null
+
+
+class _SameAsPart(msgspec.Struct, forbid_unknown_fields=True):
+    part: int
+
+
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE = msgspec.json.Decoder(_StoredPage).decode
+_DECODE_SAME = msgspec.json.Decoder(_SameAsPart).decode
+_BASE = "https://invalid/"  # stored URLs are absolute, so the base is never used
+
+
 def encode_page(record: PageRecord) -> bytes:
     parts = [{"upstream": p.upstream, "etag": p.validators.etag, "last_modified": p.validators.last_modified,
               "project": project_document(p.project)} for p in record.parts]
@@ -63,45 +90,28 @@ def encode_page(record: PageRecord) -> bytes:
         # Usually the page is one upstream's page as it came: store it once.
         same = next((i for i, p in enumerate(record.parts) if p.project == record.served), None)
         served = {"part": same} if same is not None else project_document(record.served)
-    doc = {"format": PAGE_FORMAT, "name": record.name, "fetched_at": record.fetched_at,
-           "changed_at": record.changed_at, "parts": parts, "served": served}
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+    return _ENCODE({"format": PAGE_FORMAT, "name": record.name, "fetched_at": record.fetched_at,
+                    "changed_at": record.changed_at, "parts": parts, "served": served})
 
 
 def decode_page(data: bytes, name: str) -> PageRecord | None:
     """The record stored for `name`, or None if it is in another format, another project's, or
     not a record at all. URLs and files are validated again, as from any upstream."""
     try:
-        doc = json.loads(data)
-        if not isinstance(doc, dict) or doc.get("format") != PAGE_FORMAT or doc.get("name") != name:
+        doc = _DECODE(data)
+        if doc.format != PAGE_FORMAT or doc.name != name:
             return None
-        parts = tuple(
-            Part(_text(p["upstream"]), _project(p["project"], name), Validators(_opt(p["etag"]), _opt(p["last_modified"])))
-            for p in doc["parts"]
-        )
-        served = doc["served"]
-        if isinstance(served, dict) and set(served) == {"part"}:
-            project: Project | None = parts[served["part"]].project
-        else:
-            project = None if served is None else _project(served, name)
-        return PageRecord(name, parts, project, float(doc["fetched_at"]), float(doc["changed_at"]))
-    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+        parts = tuple(Part(p.upstream, parse_project_json(bytes(p.project), _BASE, name), Validators(p.etag, p.last_modified))
+                      for p in doc.parts)
+        if bytes(doc.served) == b"null":
+            return PageRecord(name, parts, None, doc.fetched_at, doc.changed_at)
+        try:
+            served = parts[_DECODE_SAME(doc.served).part].project
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            served = parse_project_json(bytes(doc.served), _BASE, name)
+        return PageRecord(name, parts, served, doc.fetched_at, doc.changed_at)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, IndexError, RecursionError):
         return None
-
-
-def _project(doc: object, name: str) -> Project:
-    # Stored URLs are absolute, so the base URL is never used.
-    return project_from_document(doc, "https://invalid/", name)
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected a string")
-    return value
-
-
-def _opt(value: object) -> str | None:
-    return None if value is None else _text(value)
 
 
 # --- the local index: rows of the index store -----------------------------------------------
