@@ -101,13 +101,13 @@ def _file(entry: object, base: str) -> File | None:
 # skips, so a page with anything it would skip goes to the lenient path, which checks it all.
 
 
-class _Entry(msgspec.Struct, forbid_unknown_fields=True):
-    """A file entry as the fast path decodes it; a value of another type sends the page to the
-    lenient path."""
+class _Entry(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A file entry as the fast path decodes it (a value of another type, or a missing
+    `hashes`, sends the page to the lenient path), and as pages are rendered."""
 
     filename: str
     url: str
-    hashes: dict[str, str] = msgspec.field(default_factory=dict)
+    hashes: dict[str, str]
     requires_python: str | None = msgspec.field(name="requires-python", default=None)
     yanked: bool | str = False
     core_metadata: bool | dict[str, str] | None = msgspec.field(name="core-metadata", default=None)
@@ -266,29 +266,14 @@ def _project(meta: dict[str, Any], files: list[File], raw_versions: object, proj
 # --- rendering ---------------------------------------------------------------------------------
 
 
-class _Rendered(msgspec.Struct, omit_defaults=True):
-    """A file entry as rendered: keys left out when the model has nothing to say."""
-
-    filename: str
-    url: str
-    hashes: Mapping[str, str]
-    requires_python: str | None = msgspec.field(name="requires-python", default=None)
-    yanked: bool | str = False
-    # Both names: PEP 714's, and PEP 658's for clients that predate the rename.
-    core_metadata: bool | Mapping[str, str] | None = msgspec.field(name="core-metadata", default=None)
-    dist_info_metadata: bool | Mapping[str, str] | None = msgspec.field(name="dist-info-metadata", default=None)
-    gpg_sig: bool | None = msgspec.field(name="gpg-sig", default=None)
-    size: int | None = None
-    upload_time: str | None = msgspec.field(name="upload-time", default=None)
-    provenance: str | None = None
-
-
-def _rendered(f: File) -> _Rendered:
+def _rendered(f: File) -> _Entry:
+    """A file entry as rendered: keys are left out when the model has nothing to say; the core
+    metadata under both names (PEP 714's, and PEP 658's for clients that predate the rename)."""
     metadata = f.core_metadata
     if isinstance(metadata, Mapping):
         metadata = dict(metadata) or True  # {} would read as "absent" to truthiness checks
-    return _Rendered(f.filename, f.url, f.hashes, f.requires_python, f.yanked, metadata, metadata, f.gpg_sig,
-                     f.size, f.upload_time, f.provenance)
+    return _Entry(f.filename, f.url, f.hashes, f.requires_python, f.yanked, metadata, metadata, f.gpg_sig,  # type: ignore[arg-type]
+                  f.size, f.upload_time, f.provenance)
 
 
 _ENCODE = msgspec.json.Encoder().encode
