@@ -102,7 +102,8 @@ class RunningTidegate:
         await site.start()
         self.port = self.runner.addresses[0][1]
         if self.session is None:
-            self.session = aiohttp.ClientSession(auto_decompress=False)
+            # Bodies as sent, and no Accept-Encoding unless a test asks for a content coding.
+            self.session = aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=["Accept-Encoding"])
         return self
 
     async def stop(self) -> None:

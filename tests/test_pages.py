@@ -12,6 +12,7 @@ from support.fakeindex import Fault
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "application/vnd.pypi.simple.v1+html"
+VARY = "Accept, Accept-Encoding"
 PIP_ACCEPT = f"{JSON}, {HTML}; q=0.1, text/html; q=0.01"
 
 
@@ -43,7 +44,7 @@ async def test_negotiation(upstream, tidegate, accept, content_type):
     async with tg.get("/simple/demo-pkg/", headers=headers, skip_auto_headers=["Accept"]) as r:
         assert r.status == 200
         assert r.headers["Content-Type"].split(";")[0] == content_type
-        assert r.headers["Vary"] == "Accept"
+        assert r.headers["Vary"] == VARY
         body = await r.read()
     if content_type == JSON:
         assert json.loads(body)["name"] == "demo-pkg"
@@ -55,7 +56,7 @@ async def test_406_lists_what_we_serve_and_varies(upstream, tidegate):
     tg = await tidegate(upstreams=[upstream.url])
     async with tg.get("/simple/demo-pkg/", headers={"Accept": "application/xml"}) as r:
         assert r.status == 406
-        assert r.headers["Vary"] == "Accept"
+        assert r.headers["Vary"] == VARY
         text = await r.text()
         assert JSON in text and "text/html" in text
 
@@ -89,7 +90,7 @@ async def test_etags_differ_per_representation_and_304_keeps_vary(upstream, tide
             assert not r.headers["ETag"].startswith("W/")
     assert len(set(tags.values())) == 3
     async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON, "If-None-Match": tags[JSON]}) as r:
-        assert r.status == 304 and r.headers["Vary"] == "Accept" and r.headers["ETag"] == tags[JSON]
+        assert r.status == 304 and r.headers["Vary"] == VARY and r.headers["ETag"] == tags[JSON]
     # The HTML ETag does not validate the JSON representation.
     async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON, "If-None-Match": tags["text/html"]}) as r:
         assert r.status == 200
@@ -126,7 +127,7 @@ async def test_redirects_and_404(upstream, tidegate):
     async with tg.get(f"/simple/Demo_Pkg/?format={JSON}") as r:
         assert r.headers["Location"] == f"/simple/demo-pkg/?format={JSON}"
     async with tg.get("/simple/no-such-project/") as r:
-        assert r.status == 404 and r.headers["Vary"] == "Accept"
+        assert r.status == 404 and r.headers["Vary"] == VARY
     async with tg.get("/simple") as r:
         assert r.status == 301 and r.headers["Location"] == "/simple/"
 
@@ -296,7 +297,7 @@ async def test_root_lists_cached_projects_in_both_formats(upstream, tidegate):
     async with tg.get("/simple/demo-pkg/") as r:
         assert r.status == 200
     async with tg.get("/simple/", headers={"Accept": JSON}) as r:
-        assert r.headers["Vary"] == "Accept"
+        assert r.headers["Vary"] == VARY
         assert {"name": "demo-pkg"} in json.loads(await r.read())["projects"]
     async with tg.get("/simple/") as r:
         assert 'href="demo-pkg/"' in await r.text()
@@ -314,7 +315,7 @@ async def test_root_index_has_validators_and_configured_max_age(upstream, tidega
         assert r.headers["Cache-Control"].endswith("max-age=123")
         etag = r.headers["ETag"]
     async with tg.get("/simple/", headers={"Accept": JSON, "If-None-Match": etag}) as r:
-        assert r.status == 304 and r.headers["Vary"] == "Accept"
+        assert r.status == 304 and r.headers["Vary"] == VARY
 
 
 @pytest.mark.parametrize(
@@ -353,3 +354,47 @@ async def test_workers_sharing_a_data_dir_fetch_a_page_once(upstream, tidegate):
     bodies = await asyncio.gather(*(fetch(tg) for tg in (first, second) for _ in range(5)))
     assert len(set(bodies)) == 1
     assert upstream.index.requests["/simple/demo-pkg/"] == 1
+
+
+@pytest.fixture
+async def big_upstream(fake_index, dists):
+    """A page of 60 files: big enough to be worth compressing."""
+    idx = await fake_index("negotiate")
+    wheel = dists.wheel("demo-pkg", "1.0")
+    for i in range(60):
+        idx.index.add(wheel, filename=f"demo_pkg-1.{i}-py3-none-any.whl", upload_time="2024-01-02T03:04:05Z")
+    return idx
+
+
+@pytest.mark.parametrize(("accept_encoding", "coding"), [
+    ("gzip, deflate", "gzip"), ("gzip, deflate, br, zstd", "zstd"), (None, None), ("br", None)])
+@pytest.mark.parametrize("accept", [JSON, HTML])
+async def test_pages_are_compressed_as_the_client_accepts(big_upstream, tidegate, accept, accept_encoding, coding):
+    import gzip
+
+    import zstandard
+
+    tg = await tidegate(upstreams=[big_upstream.url])
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": accept}) as r:
+        plain, plain_tag = await r.read(), r.headers["ETag"]
+    headers = {"Accept": accept, **({"Accept-Encoding": accept_encoding} if accept_encoding else {})}
+    async with tg.get("/simple/demo-pkg/", headers=headers) as r:
+        assert r.status == 200 and r.headers["Vary"] == VARY
+        assert r.headers.get("Content-Encoding") == coding
+        body = await r.read()
+        tag = r.headers["ETag"]
+    decode = {"gzip": gzip.decompress, "zstd": zstandard.ZstdDecompressor().decompress, None: lambda b: b}[coding]
+    assert decode(body) == plain
+    assert (tag != plain_tag) == (coding is not None)  # each coding is a representation of its own
+    assert coding is None or len(body) < len(plain) / 3
+    async with tg.get("/simple/demo-pkg/", headers={**headers, "If-None-Match": tag}) as r:
+        assert r.status == 304 and r.headers["ETag"] == tag and r.headers["Vary"] == VARY
+
+
+async def test_files_and_metadata_are_never_compressed(big_upstream, tidegate):
+    tg = await tidegate(upstreams=[big_upstream.url])
+    for path in ("/files/demo-pkg/demo_pkg-1.0-py3-none-any.whl", "/files/demo-pkg/demo_pkg-1.0-py3-none-any.whl",
+                 "/files/demo-pkg/demo_pkg-1.0-py3-none-any.whl.metadata"):
+        async with tg.get(path, headers={"Accept-Encoding": "gzip, zstd"}) as r:
+            assert r.status == 200 and "Content-Encoding" not in r.headers
+            await r.read()

@@ -125,15 +125,15 @@ async def test_a_stage_overlays_its_session_on_one_project(parts, upstream):
     assert filenames(await stage.answer(PageQuery("other-pkg"))) == ["other_pkg-1.0-py3-none-any.whl"]
     # The regular index does not see the stage.
     assert filenames(await proxy.answer(PageQuery("demo-pkg"))) == [LOCAL_WHEEL]
-    assert b"demo-pkg" in (await stage.root()).page.rendered(Representation.JSON)[0]
+    assert b"demo-pkg" in (await (await stage.root()).page.rendered(Representation.JSON)).body
 
 
 async def test_the_root_lists_every_source_and_follows_local_changes(parts):
     _, storage, _, _, proxy = parts
     await proxy.answer(PageQuery("other-pkg"))  # cached from the upstream
-    assert b'"other-pkg"' in (await proxy.root()).page.rendered(Representation.JSON)[0]
+    assert b'"other-pkg"' in (await (await proxy.root()).page.rendered(Representation.JSON)).body
     await publish_locally(storage)
-    body = (await proxy.root()).page.rendered(Representation.JSON)[0]
+    body = (await (await proxy.root()).page.rendered(Representation.JSON)).body
     assert b'"demo-pkg"' in body and b'"other-pkg"' in body
 
 

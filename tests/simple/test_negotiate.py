@@ -2,7 +2,7 @@
 
 import pytest
 
-from tidegate.simple.negotiate import Representation as R, negotiate, parse_accept
+from tidegate.simple.negotiate import Encoding, Representation as R, negotiate, negotiate_encoding, parse_accept
 
 PIP = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
 UV = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
@@ -80,3 +80,15 @@ def test_parse_accept_never_raises_on_junk():
     for junk in ["\x00\xff", "a/b;q=", "a/b;q==1", ",,,", "a/b;q=1e309", "/" * 1000, "a/b;" * 500]:
         parse_accept(junk)
         negotiate(junk)
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (None, Encoding.IDENTITY), ("", Encoding.IDENTITY), ("gzip, deflate", Encoding.GZIP),
+    ("gzip, deflate, br, zstd", Encoding.ZSTD),  # what uv sends
+    ("zstd;q=0.5, gzip", Encoding.GZIP), ("x-gzip", Encoding.GZIP), ("*", Encoding.ZSTD),
+    ("br", Encoding.IDENTITY), ("identity;q=0, gzip;q=0.1", Encoding.GZIP),
+    ("gzip;q=0, zstd;q=0", Encoding.IDENTITY), ("*;q=0", Encoding.IDENTITY),
+    ("gzip;q=2, zstd;q=nan", Encoding.IDENTITY), ("ZSTD;Q=1", Encoding.ZSTD), (",,;", Encoding.IDENTITY),
+])
+def test_content_coding(header, expected) -> None:
+    assert negotiate_encoding(header) is expected

@@ -64,7 +64,7 @@ class Proxy:
             for source in self.sources:
                 names |= await source.names()
             page = Page.of_names(sorted(names), time.time())
-            if memo is not None and page.same_content(memo[0]):
+            if memo is not None and await page.same_content(memo[0]):
                 page = memo[0]  # unchanged: keep its Last-Modified and rendered bodies
             self._root = memo = (page, time.monotonic(), stamps)
         return PageAnswer(memo[0], CacheResult.LOCAL)

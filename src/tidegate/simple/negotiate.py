@@ -1,7 +1,8 @@
-"""Content negotiation for the Simple API (PEP 691): which representation a request gets.
+"""Content negotiation for the Simple API (PEP 691): which representation a request gets, and in
+which content coding.
 
 Pure: takes the Accept header and the optional ?format= value, returns a Representation or None
-(406). Malformed Accept parts are ignored, never an error.
+(406); takes Accept-Encoding, returns an Encoding. Malformed parts are ignored, never an error.
 """
 
 from __future__ import annotations
@@ -118,3 +119,57 @@ def negotiate(accept: str | None, format_param: str | None = None) -> Representa
         if key > best_key:
             best_type, best_key = media_type, key
     return SERVED[best_type] if best_type else None
+
+
+class Encoding(enum.Enum):
+    """A content coding of page bodies, with the ETag suffix that keeps each one's tag distinct."""
+
+    IDENTITY = "identity"
+    GZIP = "gzip"
+    ZSTD = "zstd"
+
+    @property
+    def etag_suffix(self) -> str:
+        return {"identity": "", "gzip": "-gz", "zstd": "-zst"}[self.value]
+
+
+# Among equally acceptable codings the smaller and faster one wins.
+_ENCODING_PREFERENCE = (Encoding.ZSTD, Encoding.GZIP, Encoding.IDENTITY)
+
+
+def negotiate_encoding(header: str | None) -> Encoding:
+    """The content coding to send a page in (RFC 9110 section 12.5.3): the acceptable coding with
+    the highest q, zstd before gzip before identity on a tie. Identity is acceptable unless
+    refused by name or by `*;q=0`; when everything is refused, identity is sent anyway (a page
+    is better than a 406 for a client that cannot express what it wants)."""
+    if not header:
+        return Encoding.IDENTITY
+    named: dict[str, float] = {}
+    star: float | None = None
+    for part in header.split(","):
+        token, *params = part.split(";")
+        token = token.strip().lower()
+        q = 1.0
+        for param in params:
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = -1.0
+        if not 0.0 <= q <= 1.0:
+            continue  # malformed: ignored
+        if token == "*":
+            star = q
+        elif token:
+            named["gzip" if token == "x-gzip" else token] = q
+
+    def quality(encoding: Encoding) -> float:
+        if encoding.value in named:
+            return named[encoding.value]
+        if star is not None:
+            return star
+        return 1.0 if encoding is Encoding.IDENTITY else 0.0
+
+    best = max(_ENCODING_PREFERENCE, key=lambda e: (quality(e), -_ENCODING_PREFERENCE.index(e)))
+    return best if quality(best) > 0 else Encoding.IDENTITY

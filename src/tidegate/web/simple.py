@@ -8,12 +8,15 @@ from ..readpath.answers import CacheResult, PageAnswer, PageQuery
 from ..readpath.errors import ReadError
 from ..readpath.proxy import Proxy
 from ..simple.names import checked_name
-from ..simple.negotiate import NOT_ACCEPTABLE_BODY, Representation, negotiate
+from ..simple.negotiate import NOT_ACCEPTABLE_BODY, Encoding, Representation, negotiate, negotiate_encoding
 from .keys import PROXY, SETTINGS
 from .responses import error, etag_matches, read_refusal
 
-VARY = {hdrs.VARY: "Accept"}
+# Pages are negotiated on both: a shared cache must never hand one client's JSON, or gzip, to
+# another that asked for HTML, or no compression.
+VARY = {hdrs.VARY: "Accept, Accept-Encoding"}
 _NEGOTIATED: dict[tuple[str | None, str | None], Representation | None] = {}
+_ENCODINGS: dict[str | None, Encoding] = {}
 
 
 def representation(request: web.Request) -> Representation | None:
@@ -25,6 +28,18 @@ def representation(request: web.Request) -> Representation | None:
         if len(_NEGOTIATED) > 512:
             _NEGOTIATED.clear()
         result = _NEGOTIATED[key] = negotiate(*key)
+        return result
+
+
+def encoding(request: web.Request) -> Encoding:
+    """Negotiate the content coding, memoized like the representation."""
+    header = request.headers.get(hdrs.ACCEPT_ENCODING)
+    try:
+        return _ENCODINGS[header]
+    except KeyError:
+        if len(_ENCODINGS) > 512:
+            _ENCODINGS.clear()
+        result = _ENCODINGS[header] = negotiate_encoding(header)
         return result
 
 
@@ -73,25 +88,28 @@ async def project_page(request: web.Request, proxy: Proxy | None = None, prefix:
     except ReadError as exc:
         return read_refusal(exc, VARY)
     assert isinstance(answer, PageAnswer)
-    return page_response(request, answer, rep)
+    return await page_response(request, answer, rep)
 
 
-def page_response(request: web.Request, answer: PageAnswer, rep: Representation) -> web.Response:
-    """A rendered page as the negotiated representation, or 304."""
+async def page_response(request: web.Request, answer: PageAnswer, rep: Representation) -> web.Response:
+    """A rendered page as the negotiated representation and content coding, or 304."""
     page = answer.page
-    body, etag = page.rendered(rep)
+    coding = encoding(request)
+    rendered = page.cached(rep, coding) or await page.rendered(rep, coding)
     headers = {
-        hdrs.ETAG: etag,
+        hdrs.ETAG: rendered.etag,
         hdrs.LAST_MODIFIED: page.last_modified,
         # A stale copy (the upstream is failing) must not be kept by downstream caches.
         hdrs.CACHE_CONTROL: "no-cache" if answer.how is CacheResult.STALE else request.app[SETTINGS].cache_control,
-        hdrs.VARY: "Accept",
+        **VARY,
         "X-Tidegate-Cache": answer.how,
     }
-    if not_modified(request, etag, page.changed_at):
+    if not_modified(request, rendered.etag, page.changed_at):
         return web.Response(status=304, headers=headers)
     headers[hdrs.CONTENT_TYPE] = rep.content_type
-    return web.Response(body=body, headers=headers)
+    if rendered.encoding is not Encoding.IDENTITY:
+        headers[hdrs.CONTENT_ENCODING] = rendered.encoding.value
+    return web.Response(body=rendered.body, headers=headers)
 
 
 async def root_index(request: web.Request, proxy: Proxy | None = None) -> web.StreamResponse:
@@ -100,7 +118,7 @@ async def root_index(request: web.Request, proxy: Proxy | None = None) -> web.St
     rep = representation(request)
     if rep is None:
         return not_acceptable()
-    return page_response(request, await (proxy or request.app[PROXY]).root(), rep)
+    return await page_response(request, await (proxy or request.app[PROXY]).root(), rep)
 
 
 async def simple_redirect(request: web.Request) -> web.Response:
