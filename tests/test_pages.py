@@ -105,7 +105,7 @@ async def test_a_change_within_the_same_second_is_not_answered_304(fake_index, d
     is sent again to a revalidating client (no-cache + If-Modified-Since), not answered 304."""
     idx = await fake_index("json")
     idx.index.add(dists.wheel("demo-pkg", "1.0"))
-    tg = await tidegate(upstreams=[idx.url])
+    tg = await tidegate(upstreams=[idx.url], min_refresh=0)
     while time.time() % 1 > 0.3:  # start early in a second so everything below shares it
         await asyncio.sleep(0.05)
     async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
@@ -226,7 +226,7 @@ async def test_single_flight_for_pages(upstream, tidegate):
 
 
 async def test_fresh_page_is_not_refetched_and_no_cache_revalidates_conditionally(upstream, tidegate, dists):
-    tg = await tidegate(upstreams=[upstream.url])
+    tg = await tidegate(upstreams=[upstream.url], min_refresh=0)
     for _ in range(3):
         async with tg.get("/simple/demo-pkg/") as r:
             assert r.status == 200
@@ -241,6 +241,23 @@ async def test_fresh_page_is_not_refetched_and_no_cache_revalidates_conditionall
         page = json.loads(await r.read())
         assert r.headers["X-Tidegate-Cache"] == "miss"
     assert "2.0" in page["versions"]
+
+
+async def test_max_age_0_asks_the_upstream_only_past_min_refresh(upstream, tidegate):
+    """pip sends max-age=0 with every page request: a page confirmed within min_refresh is
+    answered from the cache; after that, the upstream is asked."""
+    tg = await tidegate(upstreams=[upstream.url], min_refresh="1s")
+    pip_headers = {"Cache-Control": "max-age=0", "Accept": JSON}
+    async with tg.get("/simple/demo-pkg/", headers=pip_headers) as r:
+        assert r.headers["X-Tidegate-Cache"] == "miss"
+    for _ in range(5):
+        async with tg.get("/simple/demo-pkg/", headers=pip_headers) as r:
+            assert r.status == 200 and r.headers["X-Tidegate-Cache"] == "hit"
+    assert upstream.index.requests["/simple/demo-pkg/"] == 1
+    await asyncio.sleep(1.1)
+    async with tg.get("/simple/demo-pkg/", headers=pip_headers) as r:
+        assert r.headers["X-Tidegate-Cache"] == "revalidated"
+    assert upstream.index.requests["/simple/demo-pkg/"] == 2
 
 
 async def test_ttl_expiry_revalidates(upstream, tidegate):

@@ -66,6 +66,9 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: default_data_dir())
     offline: bool = False
     max_age: int = 600  # Cache-Control max-age on index pages
+    # A client's no-cache / max-age=0 asks the upstream again only for a page confirmed longer
+    # ago than this: pip up to 26.1 sends max-age=0 with every page request.
+    min_refresh: float = 30.0
     files_max_size: int = 20 * 1024**3  # LRU-evict cached upstream files beyond this
     memory_cache: int = 64 * 1024**2  # rendered pages kept in each worker's memory
     max_page_size: int = 64 * 1024**2  # refuse upstream pages larger than this
@@ -208,6 +211,7 @@ _SCALARS = {
     "data_dir": lambda k, v: Path(parse_str(k, v)).expanduser(),
     "offline": parse_bool,
     "max_age": lambda k, v: int(parse_duration(k, v)),
+    "min_refresh": parse_duration,
     "files_max_size": parse_size,
     "memory_cache": parse_size,
     "max_page_size": parse_size,

@@ -80,7 +80,10 @@ class UpstreamSource:
             if page is None or page.record is None or not page.record.found:
                 raise NotCached(f"{name} is not in this mirror (tidegate is offline).")
             return PageAnswer(page, CacheResult.OFFLINE)
-        if page is not None and not revalidate and self.is_fresh(page.record, time.time()):
+        now = time.time()
+        if revalidate and page is not None and now - page.record.fetched_at < self.settings.min_refresh:
+            revalidate = False  # confirmed moments ago: a client's max-age=0 is satisfied already
+        if page is not None and not revalidate and self.is_fresh(page.record, now):
             how = CacheResult.HIT
         else:
             page, how = await self._flights.run(("page", name, revalidate), lambda: self._refresh(name, revalidate))

@@ -8,6 +8,7 @@ Pure: takes the Accept header and the optional ?format= value, returns a Represe
 from __future__ import annotations
 
 import enum
+from typing import Iterator
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -54,30 +55,32 @@ NOT_ACCEPTABLE_BODY = (
 ).encode()
 
 
-def parse_accept(header: str) -> list[tuple[str, str, float]]:
-    """Split an Accept header into (type, subtype, q) triples, skipping malformed parts."""
-    ranges = []
+def _weighted(header: str) -> Iterator[tuple[str, float]]:
+    """(lowercased token, q) of each part of an Accept-style header; parts with a malformed or
+    out-of-range q (NaN included) are skipped."""
     for part in header.split(","):
-        media, *params = part.split(";")
-        media = media.strip().lower()
-        type_, sep, subtype = media.partition("/")
-        if not sep or not type_ or not subtype or (type_ == "*" and subtype != "*"):
-            continue
+        token, *params = part.split(";")
         q = 1.0
-        bad = False
         for param in params:
             key, _, value = param.strip().partition("=")
             if key.strip().lower() == "q":
                 try:
                     q = float(value.strip())
                 except ValueError:
-                    bad = True
-                    break
-                if not 0.0 <= q <= 1.0 or q != q:  # reject out-of-range and NaN
-                    bad = True
-                    break
-        if not bad:
-            ranges.append((type_, subtype, q))
+                    q = -1.0
+                break
+        if 0.0 <= q <= 1.0:
+            yield token.strip().lower(), q
+
+
+def parse_accept(header: str) -> list[tuple[str, str, float]]:
+    """Split an Accept header into (type, subtype, q) triples, skipping malformed parts."""
+    ranges = []
+    for media, q in _weighted(header):
+        type_, sep, subtype = media.partition("/")
+        if not sep or not type_ or not subtype or (type_ == "*" and subtype != "*"):
+            continue
+        ranges.append((type_, subtype, q))
     return ranges
 
 
@@ -146,19 +149,7 @@ def negotiate_encoding(header: str | None) -> Encoding:
         return Encoding.IDENTITY
     named: dict[str, float] = {}
     star: float | None = None
-    for part in header.split(","):
-        token, *params = part.split(";")
-        token = token.strip().lower()
-        q = 1.0
-        for param in params:
-            key, _, value = param.strip().partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value.strip())
-                except ValueError:
-                    q = -1.0
-        if not 0.0 <= q <= 1.0:
-            continue  # malformed: ignored
+    for token, q in _weighted(header):
         if token == "*":
             star = q
         elif token:
