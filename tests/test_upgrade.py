@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import shutil
 import sqlite3
 
-import diskcache
 
 from tidegate.storage.index import MIGRATIONS
 
@@ -22,10 +22,9 @@ async def test_a_data_dir_of_tidegate_0_1(fake_index, dists, tidegate, tmp_path)
     upstream.index.add(wheel)
     data = tmp_path / "old-data"
     sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    # 0.1's page cache: pickles under tuple keys (never to be unpickled by this version).
-    old_pages = diskcache.Cache(str(data / "pages"))
-    old_pages.set(("page", "demo-pkg"), {"pickled": "PageRecord"})
-    old_pages.close()
+    # 0.1's page cache: a diskcache of pickles (never to be unpickled by this version).
+    (data / "pages").mkdir(parents=True)
+    (data / "pages" / "cache.db").write_bytes(pickle.dumps({"pickled": "PageRecord"}))
     # 0.1's blob store (the same layout as today's) holding the wheel, without its index row.
     blob = data / "blobs" / "files" / sha256[:2] / sha256
     blob.parent.mkdir(parents=True)

@@ -26,6 +26,7 @@ from .web.keys import LOCAL, PROXY, PUBLISHER, SETTINGS, STORAGE
 from .web.responses import error
 
 EXPIRY_INTERVAL = 30.0  # seconds between sweeps for expired publishing sessions
+PRUNE_EVERY = 20  # sweeps between checks of the page cache's size (each walks its directory)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[LOCAL] = local
     app[PROXY] = Proxy([local, upstream])
     app[PUBLISHER] = publisher
-    sweeper = asyncio.ensure_future(_expire_sessions(publisher))
+    sweeper = asyncio.ensure_future(_sweep(publisher, storage))
     try:
         yield
     finally:
@@ -116,12 +117,17 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await storage.close()
 
 
-async def _expire_sessions(publisher: Publisher) -> None:
-    """Cancel expired publishing sessions (purging their files) and forget old finished ones."""
+async def _sweep(publisher: Publisher, storage: Storage) -> None:
+    """Cancel expired publishing sessions (purging their files), forget old finished ones, and
+    keep the page cache within its size."""
+    sweeps = 0
     while True:
         try:
             await publisher.expire_now()
             await publisher.collect_garbage()
+            if sweeps % PRUNE_EVERY == 0:
+                await storage.pages.prune()
         except Exception:
-            log.exception("expiring publishing sessions failed")
+            log.exception("the periodic sweep failed")
+        sweeps += 1
         await asyncio.sleep(EXPIRY_INTERVAL)

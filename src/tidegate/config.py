@@ -71,6 +71,7 @@ class Settings:
     min_refresh: float = 30.0
     files_max_size: int = 20 * 1024**3  # LRU-evict cached upstream files beyond this
     memory_cache: int = 64 * 1024**2  # rendered pages kept in each worker's memory
+    pages_max_size: int = 8 * 1024**3  # page records and metadata files kept on disk
     max_page_size: int = 64 * 1024**2  # refuse upstream pages larger than this
     ca_bundle: str | None = None  # extra CA certificates for upstream TLS (corporate proxies)
     log_level: str = "info"
@@ -214,6 +215,7 @@ _SCALARS = {
     "min_refresh": parse_duration,
     "files_max_size": parse_size,
     "memory_cache": parse_size,
+    "pages_max_size": parse_size,
     "max_page_size": parse_size,
     "ca_bundle": lambda k, v: parse_pem_file(k, v),
     "log_level": lambda k, v: _choice(k, v, ("debug", "info", "warning", "error")),

@@ -16,6 +16,7 @@ async def recover(settings: Settings) -> None:
         # Partial downloads and uploads a crash may have left; file indexes reconciled.
         await storage.cache_blobs.recover()
         await storage.local_blobs.recover()
+        await storage.pages.recover()
         # Validations cut short by the crash fail (through the PEP 694 tables).
         await Publisher(settings, storage.index, storage.local_blobs, no_upstream).recover()
     finally:

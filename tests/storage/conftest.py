@@ -12,7 +12,7 @@ import pytest
 from tidegate.storage.blobs import FileBlobStore
 from tidegate.storage.index import SqliteIndex
 from tidegate.storage.locks import FileLocks
-from tidegate.storage.pagecache import DiskPageCache
+from tidegate.storage.pagecache import FilePageCache
 
 Factory = Callable[..., Awaitable[Any]]
 
@@ -40,7 +40,8 @@ async def new_blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
 
 @pytest.fixture(params=["disk"])
 async def new_page_cache(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
-    async for new in _factory(lambda: DiskPageCache(tmp_path / "pages")):
+    """new_page_cache(max_size=None): a page cache; each call another instance on the same state."""
+    async for new in _factory(lambda max_size=None: FilePageCache(tmp_path / "pages", max_size)):
         yield new
 
 
@@ -50,16 +51,18 @@ async def new_index_store(request: pytest.FixtureRequest, tmp_path: Path) -> Asy
         yield new
 
 
-@pytest.fixture(params=["flock"])
+@pytest.fixture(params=["ofd", "flock"])
 async def new_locks(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
     """Also `new_locks.holder`: Python source that takes lock NAME in another process, prints
     "held" and sleeps (to be killed)."""
-    async for new in _factory(lambda: FileLocks(tmp_path / "locks")):
+    ranges = request.param == "ofd"
+    async for new in _factory(lambda: FileLocks(tmp_path / "locks", ranges=ranges)):
         new.holder = (  # type: ignore[attr-defined]
             "import asyncio, sys, time\n"
             "from pathlib import Path\n"
             "from tidegate.storage.locks import FileLocks\n"
-            f"lease = asyncio.run(FileLocks(Path({str(tmp_path / 'locks')!r})).try_acquire(sys.argv[1]))\n"
+            f"locks = FileLocks(Path({str(tmp_path / 'locks')!r}), ranges={ranges})\n"
+            "lease = asyncio.run(locks.try_acquire(sys.argv[1]))\n"
             "print('held' if lease else 'busy', flush=True)\n"
             "time.sleep(60)\n"
         )

@@ -3,12 +3,11 @@ disk implementation does with records it cannot read."""
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 
-import diskcache
-
 from tidegate.simple.model import File, Project
-from tidegate.storage.records import PageRecord, Part, Validators
+from tidegate.storage.records import PageRecord, Part, Validators, encode_page
 
 WHEEL = File("demo_pkg-1.0-py3-none-any.whl", "https://files.example/demo_pkg-1.0-py3-none-any.whl",
              {"sha256": "a" * 64}, requires_python=">=3.8", core_metadata={"sha256": "b" * 64}, size=1234,
@@ -67,22 +66,41 @@ async def test_metadata_files(new_page_cache):
 async def test_records_it_cannot_read_are_misses_not_crashes(tmp_path):
     """Another format version, another project's record, garbage, a pickle: all a cache miss,
     and nothing is ever unpickled."""
-    from tidegate.storage.pagecache import DiskPageCache
+    from tidegate.storage.pagecache import FilePageCache
 
-    cache = DiskPageCache(tmp_path / "pages")
-    disk = diskcache.Cache(str(tmp_path / "pages"))
-    stored = (await _encoded(record()))
-    disk.set("page:future", stored.replace(b'"format":1', b'"format":2').replace(b'"demo-pkg"', b'"future"'))
-    disk.set("page:other", stored)  # demo-pkg's record under another name
-    disk.set("page:garbage", b"\x00\xffnot json")
-    disk.set("page:pickled", pickle.dumps({"name": "pickled"}))
-    for name in ("future", "other", "garbage", "pickled"):
+    cache = FilePageCache(tmp_path / "pages")
+    stored = encode_page(record())
+    bodies = {
+        "future": stored.replace(b'"format":1', b'"format":2').replace(b'"demo-pkg"', b'"future"'),
+        "other": stored,  # demo-pkg's record under another name
+        "garbage": b"\x00\xffnot json",
+        "pickled": pickle.dumps({"name": "pickled"}),
+    }
+    for name, body in bodies.items():
+        path = tmp_path / "pages" / "pages" / name[:2] / f"{name}.page"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
         assert await cache.load(name) is None
-    disk.close()
-    await cache.close()
 
 
-async def _encoded(r: PageRecord) -> bytes:
-    from tidegate.storage.records import encode_page
+async def test_a_crash_leaves_no_temp_file_after_recovery(new_page_cache, tmp_path):
+    cache = await new_page_cache()
+    await cache.store(record())
+    for temp in (tmp_path / "pages" / "pages" / "de" / "demo-pkg.page.tmp-1-1",
+                 tmp_path / "pages" / "metadata" / "aa" / "aaaa.tmp-1-2"):
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_bytes(b"half")
+    await cache.recover()
+    assert sorted(p.name for p in (tmp_path / "pages").rglob("*") if p.is_file()) == ["demo-pkg.page"]
+    assert await cache.load("demo-pkg") == record()
 
-    return encode_page(r)
+
+async def test_prune_keeps_the_most_recently_stored_within_the_limit(new_page_cache):
+    size = len(encode_page(record("a-project")))
+    cache = await new_page_cache(max_size=2 * size + 10)
+    for name in ("a-project", "b-project", "c-project"):
+        await cache.store(record(name))
+        await asyncio.sleep(0.01)  # distinct modification times
+    assert await cache.prune() == 1
+    assert await cache.names() == ["b-project", "c-project"]
+    assert await cache.prune() == 0

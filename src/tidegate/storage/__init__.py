@@ -15,7 +15,7 @@ from .blobs import FileBlobStore
 from .index import SqliteIndex
 from .layout import layout
 from .locks import FileLocks
-from .pagecache import DiskPageCache
+from .pagecache import FilePageCache
 from .protocols import BlobStore, IndexStore, Locks, PageCache
 
 
@@ -36,7 +36,7 @@ async def open_storage(settings: Settings) -> Storage:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     where = layout(settings.data_dir)
     return Storage(
-        pages=DiskPageCache(where.pages),
+        pages=FilePageCache(where.pages, settings.pages_max_size),
         cache_blobs=FileBlobStore(where.cache_blobs, settings.files_max_size),
         local_blobs=FileBlobStore(where.local_blobs),
         index=SqliteIndex(where.index),

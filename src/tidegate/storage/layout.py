@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 
 class Layout(NamedTuple):
-    pages: Path  # page records and metadata files (diskcache)
+    pages: Path  # page records and metadata files, a file each
     legacy_pages: Path  # tidegate 0.1's page cache of pickles: never read, removed at start-up
     cache_blobs: Path  # files fetched from upstreams (evictable)
     local_blobs: Path  # uploaded files (never evicted)

@@ -1,62 +1,125 @@
 """Page records and PEP 658 metadata files on local disk, shared by the workers of one host.
 
-diskcache (SQLite plus files) with string keys and byte values only: diskcache stores those as
-they are, so nothing here is ever pickled or unpickled. Records are in the versioned format of
-records.py. Every call runs in a thread: decoding a big page must not hold up the event loop.
+A file per page, written to a temp file and renamed into place: storing a page takes no lock
+that other workers wait on (a shared database's write lock made cold pages over many projects
+queue behind each other), and a reader sees the old record or the new one, never part of one.
+Layout: pages/<name[:2]>/<name>.page for a record that found its project, <name>.none for one
+that did not (so the root list is a directory listing), metadata/<key[:2]>/<key>. Records are in
+the versioned format of records.py; nothing is pickled. Every call runs in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 from pathlib import Path
-
-import diskcache
 
 from .records import PageRecord, decode_page, encode_page
 
-SIZE_LIMIT = 8 * 1024**3
+FOUND, MISSING, TEMP = ".page", ".none", ".tmp"
+_TEMPS = itertools.count()
 
 
-class DiskPageCache:
-    def __init__(self, directory: Path) -> None:
-        self._disk = diskcache.Cache(str(directory), size_limit=SIZE_LIMIT, eviction_policy="least-recently-stored")
-        self._listed: set[str] = set()  # names this process knows are listed: skips a write
+class FilePageCache:
+    def __init__(self, directory: Path, max_size: int | None = None) -> None:
+        """`max_size`: bytes kept at most by prune() (least recently stored out first)."""
+        self._pages = directory / "pages"
+        self._metadata = directory / "metadata"
+        self._max_size = max_size
+        self._pages.mkdir(parents=True, exist_ok=True)
+        self._metadata.mkdir(parents=True, exist_ok=True)
 
     async def close(self) -> None:
-        self._disk.close()
+        pass
+
+    def _page(self, name: str, suffix: str) -> Path:
+        return self._pages / name[:2] / (name + suffix)
 
     async def load(self, name: str) -> PageRecord | None:
         return await asyncio.to_thread(self._load, name)
 
     def _load(self, name: str) -> PageRecord | None:
-        data = self._disk.get("page:" + name)
-        return decode_page(data, name) if isinstance(data, bytes) else None
+        found = [r for suffix in (FOUND, MISSING) if (r := _read(self._page(name, suffix), name)) is not None]
+        # Both exist only briefly (or after a crash between a rename and the unlink): the newer wins.
+        return max(found, key=lambda r: r.fetched_at, default=None)
 
     async def store(self, record: PageRecord) -> None:
         await asyncio.to_thread(self._store, record)
 
     def _store(self, record: PageRecord) -> None:
-        self._disk.set("page:" + record.name, encode_page(record))
-        # A separate small key per listed project keeps the root list cheap to build; it is
-        # written only when it changes, since every diskcache write takes the shared write lock.
-        listed = "listed:" + record.name
-        if record.found and record.name not in self._listed:
-            self._disk.set(listed, b"")
-            self._listed.add(record.name)
-        elif not record.found and (record.name in self._listed or listed in self._disk):
-            self._disk.delete(listed)
-            self._listed.discard(record.name)
+        target = self._page(record.name, FOUND if record.found else MISSING)
+        _write(target, encode_page(record))
+        self._page(record.name, MISSING if record.found else FOUND).unlink(missing_ok=True)
 
     async def names(self) -> list[str]:
-        """Projects with a cached page."""
+        """Projects with a stored page that found the project."""
         return await asyncio.to_thread(self._names)
 
     def _names(self) -> list[str]:
-        return sorted(key[7:] for key in self._disk.iterkeys() if isinstance(key, str) and key.startswith("listed:"))
+        return sorted(entry.name[: -len(FOUND)] for shard in _dirs(self._pages) for entry in os.scandir(shard)
+                      if entry.name.endswith(FOUND))
 
     async def load_metadata(self, key: str) -> bytes | None:
-        data = await asyncio.to_thread(self._disk.get, "metadata:" + key)
-        return data if isinstance(data, bytes) else None
+        return await asyncio.to_thread(_read_bytes, self._metadata / key[:2] / key)
 
     async def store_metadata(self, key: str, body: bytes) -> None:
-        await asyncio.to_thread(self._disk.set, "metadata:" + key, body)
+        await asyncio.to_thread(_write, self._metadata / key[:2] / key, body)
+
+    async def recover(self) -> None:
+        """Drop temp files a crash left behind."""
+        await asyncio.to_thread(self._recover)
+
+    def _recover(self) -> None:
+        for root in (self._pages, self._metadata):
+            for shard in _dirs(root):
+                for entry in os.scandir(shard):
+                    if TEMP in entry.name:
+                        os.unlink(entry.path)
+
+    async def prune(self) -> int:
+        """Delete the least recently stored files beyond max_size; returns how many."""
+        return await asyncio.to_thread(self._prune) if self._max_size is not None else 0
+
+    def _prune(self) -> int:
+        entries = [(e.stat().st_mtime, e.stat().st_size, e.path) for root in (self._pages, self._metadata)
+                   for shard in _dirs(root) for e in os.scandir(shard) if e.is_file()]
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, path in sorted(entries):
+            if total <= (self._max_size or 0):
+                break
+            Path(path).unlink(missing_ok=True)
+            total -= size
+            removed += 1
+        return removed
+
+
+def _dirs(root: Path) -> list[str]:
+    return [e.path for e in os.scandir(root) if e.is_dir()]
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _read(path: Path, name: str) -> PageRecord | None:
+    data = _read_bytes(path)
+    return decode_page(data, name) if data is not None else None
+
+
+_SHARDS: set[Path] = set()  # directories known to exist
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write-then-rename: never a partly written file under the final name. A cache needs no
+    fsync: after a power cut a file cut short decodes as a miss."""
+    if path.parent not in _SHARDS:
+        path.parent.mkdir(exist_ok=True)
+        _SHARDS.add(path.parent)
+    temp = path.with_name(f"{path.name}{TEMP}-{os.getpid()}-{next(_TEMPS)}")
+    temp.write_bytes(data)
+    os.replace(temp, path)

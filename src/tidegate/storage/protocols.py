@@ -2,7 +2,7 @@
 
 Every call that may touch a disk or a network is a coroutine, so no implementation can block
 the event loop. The implementations on local disk are blobs.FileBlobStore,
-pagecache.DiskPageCache, index.SqliteIndex and locks.FileLocks; tests/storage/ runs one
+pagecache.FilePageCache, index.SqliteIndex and locks.FileLocks; tests/storage/ runs one
 contract suite per protocol against every implementation.
 """
 
@@ -62,6 +62,12 @@ class PageCache(Protocol):
     async def load_metadata(self, key: str) -> bytes | None: ...
 
     async def store_metadata(self, key: str, body: bytes) -> None: ...
+
+    async def recover(self) -> None:
+        """Start-up repair after a crash: drop temp files."""
+
+    async def prune(self) -> int:
+        """Keep within the configured size, least recently stored out first; how many went."""
 
     async def close(self) -> None: ...
 
