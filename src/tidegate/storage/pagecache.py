@@ -24,11 +24,10 @@ _TEMPS = itertools.count()
 class FilePageCache:
     def __init__(self, directory: Path, max_size: int | None = None) -> None:
         """`max_size`: bytes kept at most by prune() (least recently stored out first)."""
-        self._pages = directory / "pages"
-        self._metadata = directory / "metadata"
+        self._pages, self._metadata = directory / "pages", directory / "metadata"
         self._max_size = max_size
-        self._pages.mkdir(parents=True, exist_ok=True)
-        self._metadata.mkdir(parents=True, exist_ok=True)
+        for part in (self._pages, self._metadata):
+            part.mkdir(parents=True, exist_ok=True)
 
     async def close(self) -> None:
         pass
