@@ -10,8 +10,14 @@ columns, in one run:
     direct    client -> delay proxy -> nginx            (what the client would see without tidegate)
     floor     client -> nginx                           (no network at all)
 
-    python bench/realnet.py                          # everything, ~4-5 minutes
-    python bench/realnet.py --only compile,pages     # a subset of the phases
+    # benchmark a fixed commit, never a working tree that others are editing:
+    git worktree add /work/bench-snap <COMMIT>
+    python3.11 -m venv /work/bench-snap-venv && /work/bench-snap-venv/bin/pip install /work/bench-snap
+    python bench/realnet.py --tidegate-python /work/bench-snap-venv/bin/python        # ~4 minutes
+    python bench/realnet.py --tidegate-python ... --only compile,pages                # a subset of the phases
+
+An editable tidegate, or one imported from this checkout's src/, is refused (--allow-live-tree
+overrides); the module path, version and source commit of the tidegate under test are recorded.
 
 Phases: compile (uv pip compile), install (uv pip install into a throw-away venv), pip (pip 23.2
 download), pages (cold and warm big pages, bytes on the wire), head (HEAD of an uncached 1 GB
@@ -63,6 +69,7 @@ TARGETS = {
     "page_bytes_vs_direct": 1.00,    # compressed bytes of a big page, tidegate / upstream
     "head_extra_ms": 100.0,          # HEAD of an uncached 1 GB file: at most this over the upstream round trip
 }
+CLIENT_TIMEOUT = 180.0  # seconds for one client run (--client-timeout); a hung server fails the run
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
@@ -133,8 +140,9 @@ class Traffic:
                 s["errors"] += 1
                 if len(s["error_sample"]) < 5:
                     s["error_sample"].append(f"{r['status']} {r['method']} {r['path']}")
-        if len(rows) <= 12:  # few requests: keep them, to say which
-            s["list"] = [f"{r['method']} {r['path']} -> {r['status']}" for r in rows]
+        # which requests (all of them when few, else the first 12), to say what was asked
+        s["list"] = [f"{r['method']} {r['path']}{' [' + r['cc'] + ']' if r['cc'] else ''}"
+                     f"{' (conditional)' if r['inm'] or r['ims'] else ''} -> {r['status']}" for r in rows[:12]]
         return s
 
     def during(self, fn, *args, settle: float = SETTLE):
@@ -148,7 +156,12 @@ class Traffic:
 # --------------------------------------------------------------------------- clients
 
 
-def uv_compile(uv: str, py: str, index_url: str, reqs: Path, workdir: Path, timeout: float = 600) -> dict:
+def timed_out(t: float, e: subprocess.TimeoutExpired) -> dict:
+    return {"seconds": round(time.perf_counter() - t, 3), "ok": False,
+            "error": [f"timed out after {e.timeout:g} s (--client-timeout)"]}
+
+
+def uv_compile(uv: str, py: str, index_url: str, reqs: Path, workdir: Path, timeout: float | None = None) -> dict:
     """`uv pip compile` with a fresh, empty uv cache: every page and metadata file comes from the index."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -156,9 +169,13 @@ def uv_compile(uv: str, py: str, index_url: str, reqs: Path, workdir: Path, time
     env.update(UV_CACHE_DIR=str(workdir / "cache"), UV_PYTHON_DOWNLOADS="never")
     out = workdir / "pins.txt"
     t = time.perf_counter()
-    p = subprocess.run([uv, "--no-config", "--no-progress", "pip", "compile", "--python", py, "--index-url", index_url,
-                        "--no-header", "--no-annotate", "-q", "-o", str(out), str(reqs)],
-                       env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        p = subprocess.run([uv, "--no-config", "--no-progress", "pip", "compile", "--python", py,
+                            "--index-url", index_url, "--no-header", "--no-annotate", "-q", "-o", str(out), str(reqs)],
+                           env=env, capture_output=True, text=True, timeout=timeout or CLIENT_TIMEOUT)
+    except subprocess.TimeoutExpired as e:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return timed_out(t, e)
     res = {"seconds": round(time.perf_counter() - t, 3), "ok": p.returncode == 0}
     if p.returncode == 0:
         res["pins"] = sorted(ln.strip() for ln in out.read_text().splitlines() if "==" in ln)
@@ -171,10 +188,15 @@ def uv_compile(uv: str, py: str, index_url: str, reqs: Path, workdir: Path, time
 def uv_install(uv: str, py: str, index_url: str, reqs: Path, workdir: Path) -> dict:
     """A real `uv pip install` into a fresh venv with a fresh uv cache (bench/measure.py; our own
     environment has been scrubbed of proxies, and measure drops UV_* and PIP_*)."""
-    return M.uv_install(uv, py, index_url, reqs, workdir)
+    t = time.perf_counter()
+    try:
+        return M.uv_install(uv, py, index_url, reqs, workdir, timeout=CLIENT_TIMEOUT)
+    except subprocess.TimeoutExpired as e:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return timed_out(t, e)
 
 
-def pip_download(index_url: str, reqs: Path, workdir: Path, timeout: float = 600) -> dict:
+def pip_download(index_url: str, reqs: Path, workdir: Path, timeout: float | None = None) -> dict:
     """pip 23.2 `pip download` of the requirements (resolution, metadata, every wheel), no cache,
     no configuration files, only index_url."""
     shutil.rmtree(workdir, ignore_errors=True)
@@ -182,10 +204,14 @@ def pip_download(index_url: str, reqs: Path, workdir: Path, timeout: float = 600
     env = clean_env()
     env.update(PIP_CONFIG_FILE=os.devnull)
     t = time.perf_counter()
-    p = subprocess.run([str(PIP_VENV / "bin/python"), "-m", "pip", "download", "--isolated", "--no-cache-dir",
-                        "--disable-pip-version-check", "--no-input", "--progress-bar", "off", "-d", str(workdir / "dl"),
-                        "--index-url", index_url, "-r", str(reqs)],
-                       env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        p = subprocess.run([str(PIP_VENV / "bin/python"), "-m", "pip", "download", "--isolated", "--no-cache-dir",
+                            "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
+                            "-d", str(workdir / "dl"), "--index-url", index_url, "-r", str(reqs)],
+                           env=env, capture_output=True, text=True, timeout=timeout or CLIENT_TIMEOUT)
+    except subprocess.TimeoutExpired as e:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return timed_out(t, e)
     res = {"seconds": round(time.perf_counter() - t, 3), "ok": p.returncode == 0}
     m = re.search(r"^Successfully downloaded (.*)$", p.stdout, re.MULTILINE)
     res["downloaded"] = len(m.group(1).split()) if m else 0
@@ -251,6 +277,25 @@ def page_sample(url: str) -> dict:
 # --------------------------------------------------------------------------- the run
 
 
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def group_gone(pgid: int, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class Run:
     def __init__(self, a, tmp: Path, uv: str, py: str):
         self.a, self.tmp, self.uv, self.py = a, tmp, uv, py
@@ -260,6 +305,7 @@ class Run:
         self.traffic = Traffic(tmp / "logs" / "delayproxy.jsonl")
         self.nginx = self.upstream = ""
         self.n_tidegate = 0
+        self.groups: dict[str, int] = {}  # every server started: label -> process group id
         self.problems: list[str] = []
 
     def start_upstream(self):
@@ -268,6 +314,7 @@ class Run:
         p = self.procs.start("delayproxy", [
             sys.executable, str(BENCH / "delayproxy.py"), "--port", str(port), "--upstream", self.nginx,
             "--delay-ms", str(self.a.delay_ms), "--log", str(self.traffic.path)], env=clean_env())
+        self.groups.update(nginx=self.procs.procs["nginx"].pid, delayproxy=p.pid)
         self.upstream = f"http://127.0.0.1:{port}"
         harness.wait_http(self.upstream + "/files/", p, what="delayproxy")
 
@@ -281,13 +328,26 @@ class Run:
         p = self.procs.start(label, [
             self.a.tidegate_python, "-m", "tidegate", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--data-dir", str(data), "--upstream", f"{self.upstream}/simple/", "--workers", "2"], env=clean_env())
+        self.groups[label] = p.pid  # its own session: master and forked workers share this group
         base = f"http://127.0.0.1:{port}"
         harness.wait_http(base + "/simple/", p, what=label)
         return label, base
 
     def stop_tidegate(self, label: str):
+        """Stop the whole process group (master and workers) and check that nothing of it is left."""
         self.procs.stop(label)
+        pgid = self.groups.get(label)
+        if pgid and not group_gone(pgid):
+            self.problems.append(f"{label}: process group {pgid} still alive after stop; killed")
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         shutil.rmtree(self.tmp / f"data-{label}", ignore_errors=True)
+
+    def leftovers(self) -> list[str]:
+        """Process groups started here that still have a live process."""
+        return [f"{label} (pgid {pgid})" for label, pgid in self.groups.items() if not group_gone(pgid, 1.0)]
 
     # --- phases
 
@@ -358,7 +418,8 @@ class Run:
         which goes first), then 4 warm requests to tidegate (new connections, so either worker may
         answer), and the floor (nginx)."""
         names = sorted(padded)
-        res = {"cold": [], "warm": [], "warm_first": [], "direct": [], "floor": [], "upstream_per_cold_page": []}
+        res = {"cold": [], "warm": [], "warm_first": [], "direct": [], "floor": [], "upstream_per_cold_page": [],
+               "upstream_warm": []}
         for i in range(self.a.repeats):
             label, base = self.start_tidegate()
             try:
@@ -371,7 +432,9 @@ class Run:
                             t0 = time.time()
                             res["cold"].append({"project": name, **page_sample(base + path)})
                             res["upstream_per_cold_page"].append(self.traffic.window(t0, time.time(), 0.05))
+                    t0 = time.time()
                     warm = [{"project": name, **page_sample(base + path)} for _ in range(4)]
+                    res["upstream_warm"].append(self.traffic.window(t0, time.time(), 0.05))
                     res["warm"].extend(warm)
                     res["warm_first"].append(max(warm, key=lambda s: s["ms"]))
                     res["floor"].append({"project": name, **page_sample(self.nginx + path)})
@@ -379,6 +442,9 @@ class Run:
                 self.stop_tidegate(label)
             log(f"  pages #{i + 1}: median cold {median([s['ms'] for s in res['cold'][-len(names):]])} ms, "
                 f"direct {median([s['ms'] for s in res['direct'][-len(names):]])} ms")
+        res["upstream_warm_total"] = sum(u["requests"] for u in res["upstream_warm"])
+        res["encodings"] = {col: sorted({s["encoding"] or "identity" for s in res[col]})
+                            for col in ("cold", "warm", "direct", "floor")}
         for col in ("cold", "warm", "direct", "floor"):
             for s in res[col]:
                 want = padded[s["project"]]["files"]
@@ -402,7 +468,10 @@ class Run:
             try:
                 page_url = f"{base}/simple/{harness.BIG_PROJECT}/"
                 page = request(page_url, headers={"Accept": ACCEPT_JSON})
-                href = json.loads(page["body"])["files"][0]["url"]
+                if page["status"] != 200:
+                    raise RuntimeError(f"{page_url}: status {page['status']}")
+                body = decode(page["body"], page["headers"].get("content-encoding", ""))
+                href = json.loads(body)["files"][0]["url"]
                 url = urldefrag(urljoin(page_url, href))[0]
                 t0 = time.time()
                 r = self.head(url)
@@ -441,7 +510,7 @@ def build_rows(R: dict) -> list[dict]:
     def add(metric, unit, t, d, f, target=None, ok=None):
         r = {"metric": metric, "unit": unit, "tidegate": t, "direct": d, "floor": f,
              "tidegate/direct": ratio(t, d), "tidegate/floor": ratio(t, f), "target": target}
-        r["pass"] = ok(r) if ok and t is not None else None
+        r["pass"] = (ok(r) if t is not None else False) if ok else None  # no figure: FAIL
         rows.append(r)
 
     def secs(phase, col):
@@ -469,9 +538,11 @@ def build_rows(R: dict) -> list[dict]:
             lambda r: r["tidegate/direct"] is not None and r["tidegate/direct"] <= T["page_cold_vs_direct"])
         add("big JSON page, warm (median of 4)", "ms", ms("warm"), ms("direct"), ms("floor"))
         add("big JSON page, warm (slowest of 4)", "ms", ms("warm_first"), ms("direct"), ms("floor"))
-        add("big JSON page on the wire (gzip, zstd)", "kB", kb("cold"), kb("direct"), kb("floor"),
-            "<= upstream's bytes",
-            lambda r: r["tidegate/direct"] is not None and r["tidegate/direct"] <= T["page_bytes_vs_direct"])
+        bytes_ok = lambda r: r["tidegate/direct"] is not None and r["tidegate/direct"] <= T["page_bytes_vs_direct"]
+        add("big JSON page on the wire, cold (gzip, zstd)", "kB", kb("cold"), kb("direct"), kb("floor"),
+            "<= upstream's bytes", bytes_ok)
+        add("big JSON page on the wire, warm (gzip, zstd)", "kB", kb("warm"), kb("direct"), kb("floor"),
+            "<= upstream's bytes", bytes_ok)
     if "head" in R:
         H = R["head"]
         up = median([r["ms"] for r in H["upstream"]])
@@ -507,13 +578,58 @@ def traffic_rows(R: dict) -> list[dict]:
     return out
 
 
+def notes(R: dict) -> list[str]:
+    """Upstream requests that a warm run should not have needed (the page TTL is 10 minutes). For
+    pip, which sends Cache-Control: max-age=0 with every page request, tidegate revalidates by
+    design (README): conditional page requests answered 304 are expected there, anything else is not."""
+    out = []
+    for phase in ("compile", "install", "pip"):
+        for col in ("warm", "warm_again"):
+            for i, r in enumerate(R.get(phase, {}).get(col, [])):
+                up = r.get("upstream") or {}
+                if up.get("requests"):
+                    kinds = ", ".join(f"{k} {up[k]}" for k in ("page_200", "page_304", "page_conditional",
+                                                              "page_max_age_0", "metadata", "file", "range",
+                                                              "head", "errors") if up.get(k))
+                    out.append(f"{phase} {col} #{i + 1}: {up['requests']} upstream requests ({kinds}): "
+                               f"{'; '.join(up.get('list', [])[:4]) or '(many)'}")
+    return out
+
+
+def per_run(R: dict) -> list[str]:
+    """How many requests tidegate sent upstream, run by run (a warm run should send ~none)."""
+    out = []
+    for phase in ("compile", "install", "pip"):
+        if phase not in R:
+            continue
+        parts = []
+        for col in ("cold", "warm", "warm_again"):
+            ups = [r.get("upstream") or {} for r in R[phase].get(col, [])]
+            if ups:
+                parts.append(f"{col.replace('_', ' ')}: " + ", ".join(str(u.get("requests", "?")) for u in ups))
+        d = [r.get("upstream") or {} for r in R[phase].get("direct", [])]
+        out.append(f"{phase:8} tidegate {' | '.join(parts)}   (the client itself, direct: "
+                   f"{', '.join(str(u.get('requests', '?')) for u in d)})")
+    if "pages" in R:
+        ups = R["pages"]["upstream_per_cold_page"]
+        out.append(f"{'pages':8} tidegate cold, per page: {', '.join(str(u['requests']) for u in ups)}; "
+                   f"warm: {R['pages'].get('upstream_warm_total', '?')} in all")
+    if "head" in R:
+        out.append(f"{'head':8} tidegate: " + ", ".join(
+            f"{r['upstream']['requests']} ({r['upstream']['bytes'] / 1e6:.0f} MB: {'; '.join(r['upstream']['list'][:3])})"
+            for r in R["head"]["tidegate"]))
+    return out
+
+
 def fmt(x) -> str:
     if x is None:
         return "n/a"
     if isinstance(x, float):
+        if x.is_integer() and abs(x) < 1e6:
+            return f"{x:,.0f}"  # counts (medians of an even number of runs come back as floats)
         if x >= 100:
             return f"{x:,.0f}"
-        return f"{x:.3g}" if x < 10 else f"{x:.1f}"
+        return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
     return str(x)
 
 
@@ -554,6 +670,39 @@ def tool_versions(uv: str, py: str) -> dict:
             "harness_python": platform.python_version(), "cpus": os.cpu_count(), "kernel": platform.release()}
 
 
+IDENTITY = r"""
+import json, importlib.metadata as md, tidegate
+d = md.distribution("tidegate")
+try:
+    direct = json.loads(d.read_text("direct_url.json") or "null")
+except (OSError, ValueError):
+    direct = None
+print(json.dumps({"file": tidegate.__file__, "version": d.version, "direct_url": direct}))
+"""
+
+
+def tidegate_identity(py: str) -> dict:
+    """Where the tidegate under test comes from: its module path, version, the source it was
+    installed from (pip's direct_url.json) and, when that source is a git checkout, its commit."""
+    p = subprocess.run([py, "-c", IDENTITY], capture_output=True, text=True, env=clean_env(), cwd="/")
+    if p.returncode != 0:
+        die(f"cannot import tidegate with {py}:\n{p.stderr.strip()[-500:]}")
+    ident = json.loads(p.stdout)
+    direct = ident.get("direct_url") or {}
+    ident["editable"] = bool((direct.get("dir_info") or {}).get("editable"))
+    src = direct.get("url", "")
+    if src.startswith("file://"):
+        src_dir = urlsplit(src).path
+        ident["source_dir"] = src_dir
+        g = subprocess.run(["git", "-C", src_dir, "rev-parse", "HEAD"], capture_output=True, text=True)
+        if g.returncode == 0:
+            ident["commit"] = g.stdout.strip()
+            st = subprocess.run(["git", "-C", src_dir, "status", "--porcelain", "--", "src", "pyproject.toml"],
+                                capture_output=True, text=True)
+            ident["source_dirty"] = bool(st.stdout.strip())
+    return ident
+
+
 def scan_logs(logdir: Path) -> list[str]:
     """Error lines in tidegate's logs, grouped once numbers are masked."""
     counts: dict[str, int] = {}
@@ -571,7 +720,14 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="repetitions per phase (medians are reported)")
     ap.add_argument("--head-repeats", type=int, default=2, help="uncached HEADs of the 1 GB file (each a fresh tidegate)")
     ap.add_argument("--delay-ms", type=float, default=40.0, help="added before every upstream response")
-    ap.add_argument("--tidegate-python", default=sys.executable)
+    ap.add_argument("--tidegate-python", default=sys.executable,
+                    help="interpreter with a (non-editable) tidegate installed, e.g. a venv made from a git "
+                         "worktree at a fixed commit")
+    ap.add_argument("--allow-live-tree", action="store_true",
+                    help="allow an editable tidegate or one imported from this checkout's src/ "
+                         "(refused by default: other people edit that tree while the benchmark runs)")
+    ap.add_argument("--client-timeout", type=float, default=CLIENT_TIMEOUT,
+                    help="seconds one uv/pip run may take before it counts as failed")
     ap.add_argument("--venv-python", default=shutil.which("python3.11"), help="python for uv's and pip's venvs")
     ap.add_argument("--pip-version", default="23.2")
     ap.add_argument("--requirements", default=str(BENCH / "packages.txt"))
@@ -612,6 +768,16 @@ def main() -> int:
     if p.returncode != 0:
         die(f"`{a.tidegate_python} -m tidegate serve` is not available:\n{p.stderr.strip()[-500:]}\n"
             "use --tidegate-python")
+    ident = tidegate_identity(a.tidegate_python)
+    live = ident["editable"] or Path(ident["file"]).resolve().is_relative_to(BENCH.parent.resolve() / "src")
+    if live and not a.allow_live_tree:
+        die(f"{a.tidegate_python} imports tidegate from {ident['file']}"
+            f"{' (an editable install)' if ident['editable'] else ''}: that is a working tree others edit. "
+            "Benchmark a snapshot: git worktree add DIR COMMIT; python -m venv V; V/bin/pip install DIR; "
+            "then --tidegate-python V/bin/python (or pass --allow-live-tree)")
+    if ident.get("source_dirty"):
+        log(f"warning: {ident['source_dir']} has uncommitted changes in src/ or pyproject.toml")
+    globals()["CLIENT_TIMEOUT"] = a.client_timeout
     if "pip" in phases:
         ensure_pip23(a.venv_python, a.pip_version)
 
@@ -631,9 +797,11 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
     R: dict = {"meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "args": vars(a), "phases": phases,
-                        "versions": tool_versions(uv, py), "targets": TARGETS, "loadavg_before": os.getloadavg()[0]}}
+                        "versions": tool_versions(uv, py), "tidegate": ident, "targets": TARGETS, "loadavg_before": os.getloadavg()[0]}}
     if R["meta"]["loadavg_before"] > 0.5:
         log(f"warning: load average {R['meta']['loadavg_before']:.2f} before starting; other work will skew the figures")
+    log(f"tidegate {ident['version']} from {ident['file']}"
+        + (f" (installed from {ident.get('source_dir')} at {ident['commit'][:12]})" if ident.get("commit") else ""))
     t_start = time.monotonic()
     rc = 0
     try:
@@ -666,9 +834,20 @@ def main() -> int:
                     log(run.procs.log_tail(label))
                     run.stop_tidegate(label)
             R.setdefault("meta", {}).setdefault("phase_seconds", {})[phase] = round(time.monotonic() - t0, 1)
+            left = [n for n in run.procs.procs if n.startswith("tidegate-")]
+            alive = [f"{n} (pgid {g})" for n, g in run.groups.items() if n.startswith("tidegate-") and group_alive(g)]
+            if left or alive:
+                run.problems.append(f"after {phase}: tidegate still running: {left or alive}; stopped")
+                for label in left:
+                    run.stop_tidegate(label)
     finally:
         run.procs.stop_all()
+        R["meta"]["servers_started"] = dict(run.groups)
+        R["meta"]["leftover_groups"] = run.leftovers()
+        if R["meta"]["leftover_groups"]:
+            run.problems.append(f"process groups still alive at exit: {R['meta']['leftover_groups']}")
         R["meta"]["total_seconds"] = round(time.monotonic() - t_start, 1)
+        R["meta"]["loadavg_after"] = os.getloadavg()[0]
         out = BENCH / ".out"
         out.mkdir(exist_ok=True)
         if not (out / ".gitignore").exists():
@@ -681,6 +860,8 @@ def main() -> int:
 
     R["rows"] = build_rows(R)
     R["traffic"] = traffic_rows(R)
+    R["notes"] = notes(R)
+    R["per_run"] = per_run(R)
     R["problems"] = run.problems
     R["log_problems"] = scan_logs(BENCH / ".out" / "realnet-logs")[:20]
     Path(a.results).parent.mkdir(parents=True, exist_ok=True)
@@ -695,11 +876,19 @@ def main() -> int:
         d = [r["upstream"] for r in R["pip"]["direct"]]
         print(f"\npip {a.pip_version} page requests with Cache-Control: max-age=0 (direct runs): "
               f"{sum(u['page_max_age_0'] for u in d)} of {sum(u['page'] for u in d)}")
+    if "pages" in R:
+        print(f"\nbig page Content-Encoding by column: {R['pages']['encodings']}")
+    print("\nupstream requests tidegate sent, run by run:")
+    for line in R["per_run"]:
+        print(f"  {line}")
+    for note in R["notes"]:
+        print(f"  * {note}")
     for p in run.problems:
         print(f"  ! {p}")
     for p in R["log_problems"]:
         print(f"  ! tidegate log: {p}")
-    print(f"\n{R['meta']['total_seconds']:.0f} s; results: {a.results}; logs: {BENCH / '.out/realnet-logs'}")
+    print(f"\nall {len(run.groups)} server process groups stopped" if not R["meta"]["leftover_groups"] else "")
+    print(f"{R['meta']['total_seconds']:.0f} s; results: {a.results}; logs: {BENCH / '.out/realnet-logs'}")
     return rc or (1 if run.problems else 0)
 
 
