@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from support.dists import wheel_metadata
+from support.dists import provenance, sha256_of, wheel_metadata
 from support.fakeindex import Fault
 from support.servers import serve
 
@@ -249,6 +249,51 @@ async def test_metadata_without_range_support_downloads_the_wheel_once(fake_inde
         assert await r.read() == wheel_metadata(idx.index.file(WHEEL).path)
     async with tg.get(FILE_PATH) as r:
         assert r.headers["X-Tidegate-Cache"] == "hit"  # the whole download was kept
+    assert idx.index.requests[UPSTREAM_FILE] == 1  # the range request's answer was that download
+
+
+async def test_head_on_an_uncached_file_answers_without_downloading_it(upstream, tidegate):
+    tg = await tidegate(upstreams=[upstream.url])
+    size = upstream.index.file(WHEEL).path.stat().st_size
+    async with tg.head(FILE_PATH) as r:
+        assert r.status == 200 and int(r.headers["Content-Length"]) == size
+        assert r.headers["X-Tidegate-Cache"] == "miss"
+    assert upstream.index.requests[UPSTREAM_FILE] == 0  # the size came from the page
+    assert not blob_files(tg)
+
+
+async def test_head_asks_the_upstream_for_a_size_its_page_does_not_give(fake_index, dists, tidegate):
+    idx = await fake_index("json", include_size=False)
+    idx.index.add(dists.wheel("demo-pkg", "1.0", padding=600_000))
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.head(FILE_PATH) as r:
+        assert r.status == 200 and int(r.headers["Content-Length"]) == idx.index.file(WHEEL).path.stat().st_size
+    assert idx.index.method_requests[("HEAD", UPSTREAM_FILE)] == 1
+    assert idx.index.method_requests[("GET", UPSTREAM_FILE)] == 0
+
+
+@pytest.mark.parametrize("ranges", [True, False], ids=["upstream-ranges", "no-upstream-ranges"])
+async def test_a_range_of_an_uncached_file_comes_before_the_whole_file(fake_index, dists, tidegate, ranges):
+    """The range is answered from the upstream's own range (or, where the upstream ignores
+    ranges, from the download as far as it got) while the whole file keeps downloading."""
+    idx = await fake_index("negotiate", ranges=ranges)
+    idx.index.add(dists.wheel("demo-pkg", "1.0", padding=600_000), serve_metadata=False)
+    expected = idx.index.file(WHEEL).path.read_bytes()
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.get("/simple/demo-pkg/") as r:
+        assert r.status == 200
+    idx.index.faults[UPSTREAM_FILE] = Fault(slow=0.02, chunk_size=16384)  # ~0.8 s for the whole file
+    async with tg.get(FILE_PATH, headers={"Range": "bytes=100-4099"}) as r:
+        assert r.status == 206 and r.headers["Content-Range"] == f"bytes 100-4099/{len(expected)}"
+        assert r.headers["X-Tidegate-Cache"] == "miss"
+        assert await r.read() == expected[100:4100]
+    assert not blob_files(tg)  # the whole file was not waited for...
+    for _ in range(500):  # ...and arrives in the background
+        if blob_files(tg):
+            break
+        await asyncio.sleep(0.02)
+    async with tg.get(FILE_PATH) as r:
+        assert r.headers["X-Tidegate-Cache"] == "hit" and await r.read() == expected
 
 
 async def test_upstream_metadata_file_is_used_and_verified(fake_index, dists, tidegate):
@@ -418,3 +463,34 @@ async def test_a_failed_download_in_another_worker_fails_its_followers(upstream,
     results = await asyncio.gather(fetch(first), fetch(second))
     assert results == [False, False]
     assert not blob_files(first) and not temp_files(first)  # no blob, no part file, no lock left
+
+
+@pytest.mark.parametrize("mode", ["json", "html"])
+async def test_upstream_provenance_is_served_by_tidegate_and_kept_for_offline(fake_index, dists, tidegate, mode):
+    idx = await fake_index(mode)
+    wheel = dists.wheel("demo-pkg", "1.0")
+    fake = idx.index.add(wheel)
+    fake.provenance = provenance(WHEEL, sha256_of(wheel))
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.get("/simple/demo-pkg/", headers={"Accept": JSON}) as r:
+        (entry,) = json.loads(await r.read())["files"]
+    assert entry["provenance"] == f"../../files/demo-pkg/{WHEEL}.provenance"  # ours, not the upstream's
+    for _ in range(2):
+        async with tg.get(FILE_PATH + ".provenance") as r:
+            assert r.status == 200 and await r.read() == fake.provenance
+    assert idx.index.requests[UPSTREAM_FILE + ".provenance"] == 1
+    offline = await tidegate(upstreams=[idx.url], data_dir=str(tg.settings.data_dir), offline=True)
+    await idx.close()
+    async with offline.get(FILE_PATH + ".provenance") as r:
+        assert r.status == 200 and await r.read() == fake.provenance
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"version": 1, "attestation_bundles": []}', "other-file"])
+async def test_provenance_that_is_not_about_the_file_is_refused(fake_index, dists, tidegate, body):
+    idx = await fake_index("json")
+    wheel = dists.wheel("demo-pkg", "1.0")
+    fake = idx.index.add(wheel)
+    fake.provenance = provenance("other-1.0-py3-none-any.whl", sha256_of(wheel)) if body == "other-file" else body
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.get(FILE_PATH + ".provenance") as r:
+        assert r.status == 502 and "provenance" in await r.text()

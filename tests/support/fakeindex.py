@@ -56,6 +56,7 @@ class FakeFile:
     serve_metadata: bool = True  # offer PEP 658 `<filename>.metadata` (wheels only)
     sha256: str | None = None  # advertised hash; None = the real one (set it to lie)
     metadata: bytes | None = None  # `.metadata` body; None = METADATA from the wheel
+    provenance: bytes | None = None  # PEP 740 provenance object served at `<filename>.provenance`
 
     @property
     def offers_metadata(self) -> bool:
@@ -297,6 +298,8 @@ class FakeIndex:
                 entry["size"] = f.path.stat().st_size
             if f.upload_time is not None:
                 entry["upload-time"] = f.upload_time
+            if f.provenance is not None:
+                entry["provenance"] = self._url(origin, f.filename) + ".provenance"
             files.append(entry)
         versions = {v for f in self.projects[name] if (v := _version_of(f.filename))}
         doc: dict[str, object] = {
@@ -337,6 +340,8 @@ class FakeIndex:
                 digest = hashlib.sha256(f.metadata_bytes()).hexdigest()
                 attrs += f' data-core-metadata="sha256={digest}"'
                 attrs += f' data-dist-info-metadata="sha256={digest}"'
+            if f.provenance is not None:
+                attrs += f' data-provenance="{esc(self._url(origin, f.filename))}.provenance"'
             links.append(f"    <a{attrs}>{esc(f.filename)}</a><br />")
         return "\n".join([
             "<!DOCTYPE html>", "<html>", "  <head>", *(f"    {h}" for h in head),
@@ -473,6 +478,14 @@ class FakeIndex:
             and ff.offers_metadata
         ):
             source = ff.metadata_bytes()
+            etag, size = hashlib.sha256(source).hexdigest(), len(source)
+            mtime = int(ff.path.stat().st_mtime)
+        elif (
+            filename.endswith(".provenance")
+            and (ff := self.file(filename.removesuffix(".provenance"))) is not None
+            and ff.provenance is not None
+        ):
+            source = ff.provenance
             etag, size = hashlib.sha256(source).hexdigest(), len(source)
             mtime = int(ff.path.stat().st_mtime)
         else:

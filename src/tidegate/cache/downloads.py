@@ -60,10 +60,16 @@ class Download:
         self._progress.set()
         self._progress = asyncio.Event()
 
-    async def run(self, client: UpstreamClient, lease: Lease) -> None:
-        """Fetch, verify and commit the file, holding the key's lock throughout."""
+    async def run(self, client: UpstreamClient, lease: Lease, response: aiohttp.ClientResponse | None) -> None:
+        """Fetch, verify and commit the file, holding the key's lock throughout. `response`:
+        an upstream answer of the whole file already open (a range request the upstream
+        answered with the whole file), read instead of asking again."""
         try:
-            await self._fetch(client)
+            if response is not None:
+                await self._receive(client, response)
+            else:
+                async with client.stream(self.file.url) as opened:
+                    await self._receive(client, opened)
         except asyncio.CancelledError:  # shutting down
             self.temp.unlink(missing_ok=True)
             self.result.cancel()
@@ -116,30 +122,29 @@ class Download:
             self.started.set()
             self._notify()
 
-    async def _fetch(self, client: UpstreamClient) -> None:
-        async with client.stream(self.file.url) as response:
-            if response.status != 200:
-                raise DownloadFailed(f"{client.name} answered {response.status} for {self.file.filename}")
-            length = response.content_length
-            if self.size is not None and length is not None and length != self.size:
-                raise DownloadFailed(f"{self.file.filename}: upstream sent {length} bytes, its index says {self.size}")
-            self.size = self.size if self.size is not None else length
-            sink = HashingSink(self.temp, {n for n in self.file.hashes if n in hashlib.algorithms_available})
-            self.started.set()
-            try:
-                async for chunk in response.content.iter_chunked(CHUNK):
-                    await sink.write(chunk)
-                    self.written += len(chunk)
-                    if self.size is not None and self.written > self.size:
-                        raise DownloadFailed(f"{self.file.filename}: upstream sent more than {self.size} bytes")
-                    self._notify()
-                digests = await sink.finish()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                await sink.abort()
-                raise DownloadFailed(f"{self.file.filename}: download interrupted: {exc}") from exc
-            except BaseException:
-                await sink.abort()
-                raise
+    async def _receive(self, client: UpstreamClient, response: aiohttp.ClientResponse) -> None:
+        if response.status != 200:
+            raise DownloadFailed(f"{client.name} answered {response.status} for {self.file.filename}")
+        length = response.content_length
+        if self.size is not None and length is not None and length != self.size:
+            raise DownloadFailed(f"{self.file.filename}: upstream sent {length} bytes, its index says {self.size}")
+        self.size = self.size if self.size is not None else length
+        sink = HashingSink(self.temp, {n for n in self.file.hashes if n in hashlib.algorithms_available})
+        self.started.set()
+        try:
+            async for chunk in response.content.iter_chunked(CHUNK):
+                await sink.write(chunk)
+                self.written += len(chunk)
+                if self.size is not None and self.written > self.size:
+                    raise DownloadFailed(f"{self.file.filename}: upstream sent more than {self.size} bytes")
+                self._notify()
+            digests = await sink.finish()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            await sink.abort()
+            raise DownloadFailed(f"{self.file.filename}: download interrupted: {exc}") from exc
+        except BaseException:
+            await sink.abort()
+            raise
         if self.size is not None and self.written != self.size:
             raise DownloadFailed(f"{self.file.filename}: truncated: {self.written} of {self.size} bytes")
         for name, expected in self.file.hashes.items():
@@ -148,8 +153,10 @@ class Download:
         self.size = self.written
         await self.blobs.commit(self.temp, self.key)
 
-    async def follow(self) -> AsyncIterator[bytes]:
-        """The file's bytes as they arrive; the final bytes only once the file is committed."""
+    async def follow(self, start: int = 0, stop: int | None = None) -> AsyncIterator[bytes]:
+        """The file's bytes [start, stop) as they arrive. The file's final byte comes only once
+        the whole file is verified and committed; a range that ends before it is sent as soon
+        as it has arrived (a part cannot be verified, just as an upstream's range cannot)."""
         await self.started.wait()
         fh: BinaryIO | None
         try:
@@ -161,20 +168,23 @@ class Download:
             if fh is None:
                 raise DownloadFailed(f"{self.file.filename} left the cache as it was committed; try again")
         with fh:
-            sent = 0
+            sent = start
             while True:
                 progress = self._progress
                 done = self.result.done()
                 if done and self.result.exception() is not None:
                     raise self.result.exception()
-                limit = self.written if done else self.written - 1  # hold back until verified
+                before_end = stop is not None and self.size is not None and stop < self.size
+                limit = self.written if done or before_end else self.written - 1  # hold back until verified
+                if stop is not None:
+                    limit = min(limit, stop)
                 while sent < limit:
                     chunk = os.pread(fh.fileno(), min(CHUNK, limit - sent), sent)
                     if not chunk:
                         break
                     sent += len(chunk)
                     yield chunk
-                if done:
+                if done or (stop is not None and sent >= stop):
                     return
                 await progress.wait()
 
@@ -188,7 +198,10 @@ class Downloads:
         self._active: dict[str, Download] = {}
         self._tasks: set[asyncio.Task] = set()
 
-    async def start(self, key: str, file: File, client: UpstreamClient) -> Download:
+    async def start(self, key: str, file: File, client: UpstreamClient,
+                    response: aiohttp.ClientResponse | None = None) -> Download:
+        """The download of key, started now unless one is in progress (in this worker: joined;
+        in another: followed). `response`: see Download.run."""
         download = self._active.get(key)
         if download is not None:
             return download
@@ -210,7 +223,7 @@ class Downloads:
             download.started.set()
             return download
         else:
-            work = download.run(client, lease)
+            work = download.run(client, lease, response)
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(lambda t, key=key: (self._active.pop(key, None), self._tasks.discard(t)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import AsyncIterator, BinaryIO
 
 from ..cache.downloads import Download
 from ..simple.names import NormalizedName
@@ -50,7 +50,9 @@ class FileQuery:
     project: NormalizedName
     filename: str
     part: Part = Part.FILE
-    whole: bool = False  # the answer needs the committed file (HEAD, Range), not a growing one
+    head: bool = False  # HEAD: the headers are all the client wants
+    range: str | None = None  # the Range header
+    if_range: str | None = None  # the If-Range header: the range only if this is the file's ETag
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +80,37 @@ class StreamAnswer:
 
 
 @dataclass(frozen=True, slots=True)
-class BytesAnswer:
-    """A small immutable resource (metadata, provenance), ETag computed by the sender."""
+class HeadAnswer:
+    """What HEAD says of a file not cached yet: its size (from the page or an upstream HEAD)."""
 
-    body: bytes
+    size: int
+    etag: str
     content_type: str
 
 
-FileAnswer = BlobAnswer | StreamAnswer | BytesAnswer
+@dataclass(frozen=True, slots=True)
+class RangeAnswer:
+    """Bytes first..last of a file not cached yet (206), streamed from the upstream's range or
+    from the download under way, whichever has them first."""
+
+    chunks: AsyncIterator[bytes]
+    first: int
+    last: int
+    size: int
+    etag: str
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class BytesAnswer:
+    """A small resource (metadata, provenance), ETag computed by the sender."""
+
+    body: bytes
+    content_type: str
+    immutable: bool = True  # provenance may change (PEP 740): revalidated like a page
+
+
+FileAnswer = BlobAnswer | StreamAnswer | HeadAnswer | RangeAnswer | BytesAnswer
 Answer = PageAnswer | FileAnswer
 
 CONTENT_TYPES = {".whl": "application/zip", ".zip": "application/zip", ".gz": "application/gzip"}

@@ -87,7 +87,7 @@ class LocalSource:
                 raise NotFound(f"No provenance is available for {query.filename}.")
             provenance = {"version": 1, "attestation_bundles": [
                 {"publisher": {"kind": "tidegate-upload"}, "attestations": json.loads(entry.attestations)}]}
-            return BytesAnswer(json.dumps(provenance).encode(), "application/json")
+            return BytesAnswer(json.dumps(provenance).encode(), "application/json", immutable=False)
         fh = await self._blobs.open(entry.sha256 or "")
         if fh is None:
             raise NotFound(f"{query.filename} is missing from local storage.")

@@ -31,11 +31,13 @@ def file_link(project: str, filename: str) -> str:
 
 
 def public_view(project: Project) -> Project:
-    """The project as our clients see it: every file link points at us, and every wheel
-    advertises a PEP 658 metadata file (we extract one when the upstream has none)."""
+    """The project as our clients see it: every file link points at us, every wheel advertises a
+    PEP 658 metadata file (we extract one when the upstream has none), and provenance (PEP 740)
+    is served by us too, so that it is there offline."""
     files = tuple(
-        replace(f, url=file_link(project.name, f.filename),
-                core_metadata=f.core_metadata or (True if f.is_wheel else f.core_metadata))
+        replace(f, url=(link := file_link(project.name, f.filename)),
+                core_metadata=f.core_metadata or (True if f.is_wheel else f.core_metadata),
+                provenance=link + ".provenance" if f.provenance is not None else None)
         for f in project.files
     )
     return replace(project, files=files)

@@ -13,20 +13,25 @@ import hashlib
 import logging
 import re
 import time
+from typing import AsyncIterator
 
-from ..cache.downloads import DownloadFailed, Downloads, blob_key
+import aiohttp
+
+from ..cache.downloads import CHUNK, Download, DownloadFailed, Downloads, blob_key
+from ..ranges import parse_range
 from ..cache.flight import SingleFlight
 from ..config import Settings
 from ..simple.model import File
 from ..simple.names import NormalizedName
+from ..simple.provenance import check_provenance
 from ..storage import Storage
 from ..storage.protocols import Lease
 from ..storage.records import PageRecord, Part as UpstreamPart
 from ..upstream.client import PageFound, PageMissing, PageUnchanged, UpstreamClient, UpstreamError
 from ..upstream.policy import combine
 from ..wheelmeta import TAIL_SIZE, MetadataError, read_wheel_metadata, read_wheel_metadata_from_file
-from .answers import BlobAnswer, BytesAnswer, CacheResult, FileAnswer, FileQuery, PageAnswer, Part, StreamAnswer, \
-    content_type_of
+from .answers import BlobAnswer, BytesAnswer, CacheResult, FileAnswer, FileQuery, HeadAnswer, PageAnswer, Part, \
+    RangeAnswer, StreamAnswer, content_type_of
 from .errors import NotCached, NotFound, Unavailable, UpstreamFailed
 from .memory import PageMemory
 from .pages import Page
@@ -184,7 +189,7 @@ class UpstreamSource:
             raise NotFound(f"{query.filename} is not a file of project {query.project}.")
         upstream_file, client = source
         if query.part is Part.PROVENANCE:
-            raise NotFound(f"No provenance is available for {query.filename}.")
+            return BytesAnswer(await self.provenance(upstream_file, client), "application/json", immutable=False)
         if query.part is Part.METADATA:
             return BytesAnswer(await self.metadata(upstream_file, client), "application/octet-stream")
         key = blob_key(upstream_file)
@@ -194,26 +199,83 @@ class UpstreamSource:
             return BlobAnswer(fh, etag, content_type, CacheResult.HIT)
         if self.settings.offline:
             raise NotCached(f"{query.filename} is not cached and tidegate is offline.")
-        download = await self.downloads.start(key, upstream_file, client)
-        if not query.whole:
-            return StreamAnswer(download)
-        # Exact Content-Length and byte ranges come from the committed file.
+        ranged = query.range if query.if_range is None or query.if_range.strip() == etag else None
+        if query.head or ranged:
+            size = upstream_file.size if upstream_file.size is not None else await self._size(upstream_file, client)
+            if size is not None and query.head:
+                return HeadAnswer(size, etag, content_type)
+            wanted = parse_range(ranged, size) if size is not None and ranged else None
+            if isinstance(wanted, tuple):
+                download = await self.downloads.start(key, upstream_file, client)  # the rest follows
+                first, last = wanted
+                return RangeAnswer(self._range(download, client, first, last), first, last, size, etag, content_type)
+            # No size, or a range to refuse or to ignore: as for the whole committed file.
+            return await self._committed(upstream_file, client, key, etag, content_type)
+        return StreamAnswer(await self.downloads.start(key, upstream_file, client))
+
+    async def _committed(self, file: File, client: UpstreamClient, key: str, etag: str, content_type: str) -> BlobAnswer:
+        """The file once downloaded whole: exact Content-Length, ranges and 416 come from it."""
+        download = await self.downloads.start(key, file, client)
         try:
             await asyncio.shield(download.result)  # shared with other clients: never cancel it
         except DownloadFailed as exc:
-            raise UpstreamFailed(f"Downloading {query.filename} from upstream failed: {exc}") from None
+            raise UpstreamFailed(f"Downloading {file.filename} from upstream failed: {exc}") from None
         fh = await self._blobs.open(key)
         if fh is None:
-            raise Unavailable(f"{query.filename} was evicted from the cache while being fetched; try again.")
+            raise Unavailable(f"{file.filename} was evicted from the cache while being fetched; try again.")
         return BlobAnswer(fh, etag, content_type, CacheResult.MISS)
 
-    async def _fetch_file(self, file: File, client: UpstreamClient) -> None:
-        """Make sure a file is in the blob store (downloading it whole if needed)."""
-        key = blob_key(file)
-        if await self._blobs.exists(key):
-            return
-        download = await self.downloads.start(key, file, client)
-        await asyncio.shield(download.result)
+    async def _size(self, file: File, client: UpstreamClient) -> int | None:
+        try:
+            return await client.size_of(file.url)
+        except UpstreamError:
+            return None
+
+    async def _range(self, download: Download, client: UpstreamClient, first: int, last: int) -> AsyncIterator[bytes]:
+        """Bytes first..last: from the download if it has them already, else from the upstream's
+        own range, else (an upstream that ignores ranges) from the download as it arrives."""
+        if download.written <= last and not download.result.done():
+            async with client.stream(download.file.url, {"Range": f"bytes={first}-{last}"}) as response:
+                if response.status == 206 and response.headers.get("Content-Range", "").strip().startswith(
+                        f"bytes {first}-{last}/"):
+                    remaining = last - first + 1
+                    try:
+                        async for chunk in response.content.iter_chunked(CHUNK):
+                            yield chunk[:remaining]
+                            remaining -= len(chunk)
+                            if remaining <= 0:
+                                return
+                    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                        raise DownloadFailed(f"{download.file.filename}: range interrupted: {exc}") from exc
+                    raise DownloadFailed(f"{download.file.filename}: the upstream's range ended early")
+        async for chunk in download.follow(first, last + 1):
+            yield chunk
+
+    # --- PEP 740 provenance ---
+
+    async def provenance(self, file: File, client: UpstreamClient) -> bytes:
+        """The upstream's provenance object of a file: fetched once, checked to be about this
+        very file, then served from the cache (so offline too)."""
+        if file.provenance is None:
+            raise NotFound(f"No provenance is available for {file.filename}.")
+        key = "provenance-" + blob_key(file)
+        cached = await self._pages.load_metadata(key)
+        if cached is not None:
+            return cached
+        if self.settings.offline:
+            raise NotCached(f"The provenance of {file.filename} is not cached and tidegate is offline.")
+        try:
+            status, _, body = await client.fetch_bytes(file.provenance, METADATA_LIMIT)
+        except UpstreamError as exc:
+            raise UpstreamFailed(f"Could not get the provenance of {file.filename} from upstream: {exc}") from None
+        if status != 200:
+            raise UpstreamFailed(f"{client.name} answered {status} for the provenance of {file.filename}.")
+        try:
+            check_provenance(body, file.filename, file.sha256)
+        except ValueError as exc:
+            raise UpstreamFailed(f"{client.name}'s provenance of {file.filename} is unusable: {exc}") from None
+        await self._pages.store_metadata(key, body)
+        return body
 
     # --- PEP 658 metadata ---
 
@@ -264,15 +326,17 @@ class UpstreamSource:
 
     async def _ranged_metadata(self, file: File, client: UpstreamClient) -> bytes:
         """Read METADATA out of a remote wheel with two Range requests (zip directory, member);
-        download the whole wheel only when the upstream does not answer ranges."""
-        status, headers, tail = await client.fetch_bytes(file.url, TAIL_SIZE, {"Range": f"bytes=-{TAIL_SIZE}"},
-                                                         expect=206)
-        match = _CONTENT_RANGE.fullmatch(headers.get("Content-Range", "").strip()) if status == 206 else None
-        if match is None:
-            if status not in (200, 206):
-                raise UpstreamError(f"{client.name} answered {status} for {file.filename}")
-            await self._fetch_file(file, client)  # no range support: the whole wheel, once
-            return await self._metadata_from_blob(file)
+        download the whole wheel, once, when the upstream answers the first range with all of it."""
+        async with client.stream(file.url, {"Range": f"bytes=-{TAIL_SIZE}"}) as response:
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+            if response.status == 206 and match is not None:
+                tail = await client.read_body(response, TAIL_SIZE)
+            elif response.status == 200:  # no range support: this answer is the download
+                download = await self.downloads.start(blob_key(file), file, client, response=response)
+                await asyncio.shield(download.result)
+                return await self._metadata_from_blob(file)
+            else:
+                raise UpstreamError(f"{client.name} answered {response.status} for {file.filename}")
         tail_start, total = int(match.group(1)), int(match.group(3))
 
         async def read(offset: int, length: int) -> bytes:

@@ -203,14 +203,26 @@ class UpstreamClient:
         async with self.stream(url, headers) as response:
             if response.status != expect:
                 return response.status, dict(response.headers), b""
-            try:
-                body = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    body += chunk
-                    if len(body) > limit:
-                        raise UpstreamError(f"{self.name}: {url} sent more than the {limit} bytes expected")
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                raise UpstreamError(f"{self.name}: reading {url}: {exc}") from exc
-            if response.content_length is not None and len(body) != response.content_length:
-                raise UpstreamError(f"{self.name}: {url} ended after {len(body)} of {response.content_length} bytes")
-            return response.status, dict(response.headers), bytes(body)
+            return response.status, dict(response.headers), await self.read_body(response, limit)
+
+    async def read_body(self, response: aiohttp.ClientResponse, limit: int) -> bytes:
+        """All of an open response's body, at most `limit` bytes and exactly its Content-Length."""
+        url = response.url
+        try:
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > limit:
+                    raise UpstreamError(f"{self.name}: {url} sent more than the {limit} bytes expected")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise UpstreamError(f"{self.name}: reading {url}: {exc}") from exc
+        if response.content_length is not None and len(body) != response.content_length:
+            raise UpstreamError(f"{self.name}: {url} ended after {len(body)} of {response.content_length} bytes")
+        return bytes(body)
+
+    async def size_of(self, url: str) -> int | None:
+        """A file's size from a HEAD request, or None if the upstream does not say."""
+        async with self._limit:
+            response = await self._retrying("HEAD", url, {"Accept-Encoding": "identity"}, decompress=False)
+            response.release()
+        return response.content_length if response.status == 200 else None

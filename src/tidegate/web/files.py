@@ -9,12 +9,13 @@ import logging
 from aiohttp import hdrs, web
 
 from ..cache.downloads import DownloadFailed
-from ..readpath.answers import BlobAnswer, BytesAnswer, FileAnswer, FileQuery, PageAnswer, Part, StreamAnswer, \
-    content_type_of
+from ..readpath.answers import BlobAnswer, BytesAnswer, FileAnswer, FileQuery, HeadAnswer, PageAnswer, Part, \
+    RangeAnswer, StreamAnswer, content_type_of
 from ..readpath.errors import ReadError
 from ..readpath.proxy import Proxy
 from ..simple.names import checked_name
-from .keys import PROXY
+from ..upstream.client import UpstreamError
+from .keys import PROXY, SETTINGS
 from .responses import IMMUTABLE, error, etag_matches, read_refusal, send_file
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,10 @@ async def file(request: web.Request, proxy: Proxy | None = None) -> web.StreamRe
     if project is None:
         return error(404, f"{raw[:100]!r} is not a valid project name.")
     filename, part = Part.split(request.match_info["filename"])
-    whole = request.method == hdrs.METH_HEAD or bool(request.headers.get(hdrs.RANGE))
+    query = FileQuery(project, filename, part, head=request.method == hdrs.METH_HEAD,
+                      range=request.headers.get(hdrs.RANGE), if_range=request.headers.get(hdrs.IF_RANGE))
     try:
-        answer = await (proxy or request.app[PROXY]).answer(FileQuery(project, filename, part, whole=whole))
+        answer = await (proxy or request.app[PROXY]).answer(query)
     except ReadError as exc:
         return read_refusal(exc)
     assert not isinstance(answer, PageAnswer)
@@ -40,13 +42,42 @@ async def send(request: web.Request, answer: FileAnswer) -> web.StreamResponse:
         return await send_file(request, answer.file, etag=answer.etag, content_type=answer.content_type,
                                extra={"X-Tidegate-Cache": answer.how})
     if isinstance(answer, BytesAnswer):
-        return immutable_bytes(request, answer.body, answer.content_type)
+        cache = IMMUTABLE if answer.immutable else request.app[SETTINGS].cache_control
+        return small_file(request, answer.body, answer.content_type, cache)
+    if isinstance(answer, (HeadAnswer, RangeAnswer)):
+        return await uncached_part(request, answer)
     return await stream(request, answer)
 
 
-def immutable_bytes(request: web.Request, body: bytes, content_type: str) -> web.Response:
+async def uncached_part(request: web.Request, answer: HeadAnswer | RangeAnswer) -> web.StreamResponse:
+    """HEAD, or a byte range, of a file not cached yet, answered without waiting for all of it."""
+    headers = {hdrs.CONTENT_TYPE: answer.content_type, hdrs.CACHE_CONTROL: IMMUTABLE, hdrs.ETAG: answer.etag,
+               hdrs.ACCEPT_RANGES: "bytes", "X-Tidegate-Cache": "miss"}
+    if isinstance(answer, HeadAnswer):
+        response = web.StreamResponse(headers=headers)
+        response.content_length = answer.size
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+    headers[hdrs.CONTENT_RANGE] = f"bytes {answer.first}-{answer.last}/{answer.size}"
+    response = web.StreamResponse(status=206, headers=headers)
+    response.content_length = answer.last - answer.first + 1
+    await response.prepare(request)
+    try:
+        async for chunk in answer.chunks:
+            await response.write(chunk)
+    except (DownloadFailed, UpstreamError) as exc:
+        log.warning("aborting a range of %s: %s", request.match_info["filename"], exc)
+        if request.transport is not None:
+            request.transport.abort()  # short of its Content-Length: a failed transfer
+        return response
+    await response.write_eof()
+    return response
+
+
+def small_file(request: web.Request, body: bytes, content_type: str, cache_control: str) -> web.Response:
     etag = f'"{hashlib.sha256(body).hexdigest()}"'
-    headers = {hdrs.ETAG: etag, hdrs.CACHE_CONTROL: IMMUTABLE}
+    headers = {hdrs.ETAG: etag, hdrs.CACHE_CONTROL: cache_control}
     if etag_matches(request.headers.get(hdrs.IF_NONE_MATCH), etag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, content_type=content_type, headers=headers)
