@@ -80,25 +80,17 @@ class StreamAnswer:
 
 
 @dataclass(frozen=True, slots=True)
-class HeadAnswer:
-    """What HEAD says of a file not cached yet: its size (from the page or an upstream HEAD)."""
+class UncachedAnswer:
+    """HEAD, or bytes first..last (206), of a file not cached yet: the size comes from the page
+    or an upstream HEAD; the bytes from the upstream's range or from the download under way,
+    whichever has them first."""
 
     size: int
     etag: str
     content_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class RangeAnswer:
-    """Bytes first..last of a file not cached yet (206), streamed from the upstream's range or
-    from the download under way, whichever has them first."""
-
-    chunks: AsyncIterator[bytes]
-    first: int
-    last: int
-    size: int
-    etag: str
-    content_type: str
+    chunks: AsyncIterator[bytes] | None = None  # None: HEAD
+    first: int = 0
+    last: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +102,7 @@ class BytesAnswer:
     immutable: bool = True  # provenance may change (PEP 740): revalidated like a page
 
 
-FileAnswer = BlobAnswer | StreamAnswer | HeadAnswer | RangeAnswer | BytesAnswer
+FileAnswer = BlobAnswer | StreamAnswer | UncachedAnswer | BytesAnswer
 Answer = PageAnswer | FileAnswer
 
 CONTENT_TYPES = {".whl": "application/zip", ".zip": "application/zip", ".gz": "application/gzip"}

@@ -30,8 +30,8 @@ from ..storage.records import PageRecord, Part as UpstreamPart
 from ..upstream.client import PageFound, PageMissing, PageUnchanged, UpstreamClient, UpstreamError
 from ..upstream.policy import combine
 from ..wheelmeta import TAIL_SIZE, MetadataError, read_wheel_metadata, read_wheel_metadata_from_file
-from .answers import BlobAnswer, BytesAnswer, CacheResult, FileAnswer, FileQuery, HeadAnswer, PageAnswer, Part, \
-    RangeAnswer, StreamAnswer, content_type_of
+from .answers import BlobAnswer, BytesAnswer, CacheResult, FileAnswer, FileQuery, PageAnswer, Part, StreamAnswer, \
+    UncachedAnswer, content_type_of
 from .errors import NotCached, NotFound, Unavailable, UpstreamFailed
 from .memory import PageMemory
 from .pages import Page
@@ -203,12 +203,12 @@ class UpstreamSource:
         if query.head or ranged:
             size = upstream_file.size if upstream_file.size is not None else await self._size(upstream_file, client)
             if size is not None and query.head:
-                return HeadAnswer(size, etag, content_type)
+                return UncachedAnswer(size, etag, content_type)
             wanted = parse_range(ranged, size) if size is not None and ranged else None
             if isinstance(wanted, tuple):
                 download = await self.downloads.start(key, upstream_file, client)  # the rest follows
                 first, last = wanted
-                return RangeAnswer(self._range(download, client, first, last), first, last, size, etag, content_type)
+                return UncachedAnswer(size, etag, content_type, self._range(download, client, first, last), first, last)
             # No size, or a range to refuse or to ignore: as for the whole committed file.
             return await self._committed(upstream_file, client, key, etag, content_type)
         return StreamAnswer(await self.downloads.start(key, upstream_file, client))

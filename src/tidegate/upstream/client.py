@@ -27,6 +27,7 @@ PAGE_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 )
 USER_AGENT = "tidegate/0.1"
+BIG_PAGE = 256 * 1024  # bytes of a page parsed in a thread
 RETRY_STATUSES = frozenset({500, 502, 503, 504, 429})
 # After a failed page fetch, the upstream is not asked again for this long: during an outage
 # cached pages are served at once instead of each request waiting out timeouts and retries.
@@ -163,11 +164,12 @@ class UpstreamClient:
                 raise UpstreamUnavailable(f"{self.name}: reading {url}: {type(exc).__name__}: {exc}") from exc
             finally:
                 response.release()
+        parse = parse_project_json if "json" in content_type else parse_project_html
         try:
-            if "json" in content_type:
-                project = parse_project_json(body, page_url, name)
+            if len(body) > BIG_PAGE:  # thousands of files: keep the event loop serving meanwhile
+                project = await asyncio.to_thread(parse, body, page_url, name)
             else:
-                project = parse_project_html(body, page_url, name)
+                project = parse(body, page_url, name)
         except ValueError as exc:
             raise UpstreamError(f"{self.name}: unusable page for {name}: {exc}") from exc
         return PageFound(project, Validators(response.headers.get("ETag"), response.headers.get("Last-Modified")))

@@ -9,8 +9,8 @@ import logging
 from aiohttp import hdrs, web
 
 from ..cache.downloads import DownloadFailed
-from ..readpath.answers import BlobAnswer, BytesAnswer, FileAnswer, FileQuery, HeadAnswer, PageAnswer, Part, \
-    RangeAnswer, StreamAnswer, content_type_of
+from ..readpath.answers import BlobAnswer, BytesAnswer, FileAnswer, FileQuery, PageAnswer, Part, StreamAnswer, \
+    UncachedAnswer, content_type_of
 from ..readpath.errors import ReadError
 from ..readpath.proxy import Proxy
 from ..simple.names import checked_name
@@ -44,16 +44,16 @@ async def send(request: web.Request, answer: FileAnswer) -> web.StreamResponse:
     if isinstance(answer, BytesAnswer):
         cache = IMMUTABLE if answer.immutable else request.app[SETTINGS].cache_control
         return small_file(request, answer.body, answer.content_type, cache)
-    if isinstance(answer, (HeadAnswer, RangeAnswer)):
+    if isinstance(answer, UncachedAnswer):
         return await uncached_part(request, answer)
     return await stream(request, answer)
 
 
-async def uncached_part(request: web.Request, answer: HeadAnswer | RangeAnswer) -> web.StreamResponse:
+async def uncached_part(request: web.Request, answer: UncachedAnswer) -> web.StreamResponse:
     """HEAD, or a byte range, of a file not cached yet, answered without waiting for all of it."""
     headers = {hdrs.CONTENT_TYPE: answer.content_type, hdrs.CACHE_CONTROL: IMMUTABLE, hdrs.ETAG: answer.etag,
                hdrs.ACCEPT_RANGES: "bytes", "X-Tidegate-Cache": "miss"}
-    if isinstance(answer, HeadAnswer):
+    if answer.chunks is None:
         response = web.StreamResponse(headers=headers)
         response.content_length = answer.size
         await response.prepare(request)
