@@ -140,6 +140,7 @@ async def test_the_root_lists_every_source_and_follows_local_changes(parts):
 async def test_offline_answers_only_from_the_cache(tmp_path, parts, upstream):
     settings, storage, local, remote, proxy = parts
     await proxy.answer(PageQuery("demo-pkg"))
+    await remote.flush()
     offline = build({"data_dir": str(settings.data_dir), "upstreams": [upstream.url], "offline": True})
     offline_source = UpstreamSource(offline, storage, remote.clients)
     offline_proxy = Proxy([local, offline_source])

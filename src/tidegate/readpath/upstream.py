@@ -56,6 +56,7 @@ class UpstreamSource:
         self._by_name = {c.name: c for c in clients}
         self._flights: SingleFlight = SingleFlight()
         self._listing = 0  # bumped when this worker learns a project appeared or vanished
+        self._storing: dict[asyncio.Task, PageRecord] = {}  # records being stored, each holding its page's lock
 
     @property
     def offline(self) -> bool:
@@ -65,7 +66,7 @@ class UpstreamSource:
         return self._listing
 
     async def names(self) -> set[str]:
-        return set(await self._pages.names())
+        return set(await self._pages.names()) | {r.name for r in self._storing.values() if r.found}
 
     # --- pages ---
 
@@ -95,6 +96,9 @@ class UpstreamSource:
         return PageAnswer(page, how) if page.record.found else None
 
     def _remember(self, record: PageRecord) -> Page:
+        known = self._memory.get(record.name)
+        if known is not None and known.record is not None and known.record.changed_at == record.changed_at:
+            return self._memory.put(record.name, known.renewed(record))  # same page: keep what was rendered
         return self._memory.put(record.name, Page.of_record(record))
 
     async def _refresh(self, name: str, revalidate: bool) -> tuple[Page, CacheResult]:
@@ -105,8 +109,27 @@ class UpstreamSource:
         try:
             current = await self._pages.load(name)  # another worker may have refreshed it meanwhile
             if current is not None and (current.fetched_at >= asked or not revalidate and self.is_fresh(current, time.time())):
-                return self._remember(current), CacheResult.HIT
-            return await self._fetch_page(name, current)
+                record, how = current, CacheResult.HIT
+            else:
+                record, how = await self._fetch_page(name, current)
+        except BaseException:
+            await lease.release()
+            raise
+        if how in (CacheResult.MISS, CacheResult.REVALIDATED):
+            # The client has its page now; the lock is held until the record is stored, so
+            # other workers waiting for it take the stored record rather than ask again.
+            task = asyncio.ensure_future(self._store(record, lease))
+            self._storing[task] = record
+            task.add_done_callback(self._storing.pop)
+        else:
+            await lease.release()
+        return self._remember(record), how
+
+    async def _store(self, record: PageRecord, lease: Lease) -> None:
+        try:
+            await self._pages.store(record)
+        except Exception as exc:  # a full disk, say: the page was served, it is just not kept
+            log.warning("could not store the page of %s: %s", record.name, exc)
         finally:
             await lease.release()
 
@@ -115,13 +138,13 @@ class UpstreamSource:
             await asyncio.sleep(PAGE_LOCK_POLL)
         return lease
 
-    async def _fetch_page(self, name: str, current: PageRecord | None) -> tuple[Page, CacheResult]:
+    async def _fetch_page(self, name: str, current: PageRecord | None) -> tuple[PageRecord, CacheResult]:
         try:
             parts = await self._resolve(name, current)
         except UpstreamError as exc:
             if current is not None:
                 log.warning("serving stale page for %s: %s", name, exc)
-                return self._remember(current), CacheResult.STALE
+                return current, CacheResult.STALE
             raise UpstreamFailed(f"No cached copy of {name} and the upstream failed: {exc}") from exc
         now = time.time()
         cooldowns = {c.name: c.upstream.cooldown for c in self.clients}
@@ -137,8 +160,7 @@ class UpstreamSource:
             how = CacheResult.MISS
         if (current is not None and current.found) != record.found:
             self._listing += 1
-        await self._pages.store(record)
-        return self._remember(record), how
+        return record, how
 
     async def _resolve(self, name: str, current: PageRecord | None) -> tuple[UpstreamPart, ...]:
         previous = {p.upstream: p for p in current.parts} if current else {}
@@ -149,7 +171,7 @@ class UpstreamSource:
             if isinstance(result, PageUnchanged) and before is not None:
                 parts.append(before)
             elif isinstance(result, PageFound):
-                parts.append(UpstreamPart(client.name, result.project, result.validators))
+                parts.append(UpstreamPart(client.name, result.project, result.validators, result.document))
             elif isinstance(result, PageMissing):
                 continue
             if parts and not self.settings.merges(name):
@@ -350,7 +372,12 @@ class UpstreamSource:
 
         return await read_wheel_metadata(read, total, file.filename)
 
+    async def flush(self) -> None:
+        """Wait until the pages fetched so far are stored."""
+        await asyncio.gather(*self._storing, return_exceptions=True)
+
     async def close(self) -> None:
+        await self.flush()
         await self.downloads.close()
 
 

@@ -149,49 +149,32 @@ _PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class _NotPlain(Exception):
-    """An entry the fast path does not decide: the lenient path parses the page."""
-
-
 def _plain_hashes(hashes: dict[str, str]) -> dict[str, str]:
     if len(hashes) == 1 and _SHA256.fullmatch(hashes.get("sha256", "")):
         return hashes  # PyPI's form: already what valid_hashes would keep
     return valid_hashes(hashes)
 
 
-def _plain_metadata(value: bool | dict[str, str] | None) -> bool | dict[str, str] | None:
-    return _plain_hashes(value) or True if isinstance(value, dict) else value
-
-
-def _plain_file(e: _Entry) -> File:
-    if not valid_filename(e.filename) or not _PLAIN_URL.fullmatch(e.url):
-        raise _NotPlain
-    provenance = e.provenance
-    if provenance and not _PLAIN_URL.fullmatch(provenance):
-        raise _NotPlain
-    upload_time = e.upload_time
-    core_metadata = _plain_metadata(e.core_metadata)
-    return File(
-        filename=e.filename,
-        url=e.url.partition("#")[0],
-        hashes=_plain_hashes(e.hashes) if e.hashes else {},
-        requires_python=e.requires_python or None,
-        yanked=e.yanked or False,
-        core_metadata=core_metadata if core_metadata is not None else _plain_metadata(e.dist_info_metadata),
-        gpg_sig=e.gpg_sig,
-        size=e.size if e.size is not None and 0 <= e.size <= _MAX_SIZE else None,
-        upload_time=upload_time if upload_time and _UPLOAD_TIME.fullmatch(upload_time) else None,
-        provenance=provenance or None,
-    )
-
-
 def _parse_plain(body: bytes, page_url: str, name: str) -> Project | None:
     """The fast path's model of the page, or None when the lenient path must decide."""
     try:
         page = _DECODE_PAGE(body)
-        files = [_plain_file(e) for e in page.files]
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, _NotPlain):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
+    files = []
+    append, plain_name, plain_url, times = files.append, valid_filename, _PLAIN_URL.fullmatch, _UPLOAD_TIME.fullmatch
+    for e in page.files:  # one short loop, no call it can do without: thousands of entries on a big page
+        provenance, upload_time, size = e.provenance, e.upload_time, e.size
+        if not plain_name(e.filename) or not plain_url(e.url) or (provenance and not plain_url(provenance)):
+            return None
+        metadata = e.core_metadata if e.core_metadata is not None else e.dist_info_metadata
+        if isinstance(metadata, dict):
+            metadata = _plain_hashes(metadata) or True  # like pip: a dict means "available"
+        url = e.url if "#" not in e.url else e.url.partition("#")[0]
+        append(File(e.filename, url, _plain_hashes(e.hashes) if e.hashes else {},
+                    e.requires_python or None, e.yanked or False, metadata, e.gpg_sig,
+                    size if size is not None and 0 <= size <= _MAX_SIZE else None,
+                    upload_time if upload_time and times(upload_time) else None, provenance or None))
     return _project(page.meta.as_dict(), files, page.versions, page.project_status, page.alternate_locations, page_url, name)
 
 
@@ -214,8 +197,16 @@ def parse_project_json(body: bytes, page_url: str, name: str) -> Project:
 
     Raises ValueError when the body is not a v1 JSON project page.
     """
+    return parse_json_page(body, page_url, name)[0]
+
+
+def parse_json_page(body: bytes, page_url: str, name: str) -> tuple[Project, bool]:
+    """Like parse_project_json; also whether the body stands on its own: every URL in it absolute
+    and nothing dropped, so that storing the body as it came keeps the whole model."""
     project = _parse_plain(body, page_url, name)
-    return project if project is not None else project_from_document(_load(body), page_url, name)
+    if project is not None:
+        return project, True
+    return project_from_document(_load(body), page_url, name), False
 
 
 def project_from_document(doc: object, page_url: str, name: str) -> Project:
@@ -328,5 +319,5 @@ def render_index_json(names: Iterable[str]) -> bytes:
     )
 
 
-__all__ = ["parse_project_json", "project_document", "project_from_document", "render_index_json",
+__all__ = ["parse_json_page", "parse_project_json", "project_document", "project_from_document", "render_index_json",
            "render_project_json"]

@@ -8,11 +8,11 @@ a cache miss, never a crash.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
-from ..simple.json_page import parse_project_json, project_document
+from ..simple.json_page import parse_json_page, parse_project_json, project_document
 from ..simple.model import Project
 
 PAGE_FORMAT = 1
@@ -39,6 +39,9 @@ class Part:
     upstream: str
     project: Project
     validators: Validators
+    # The upstream's PEP 691 page as it came, when it holds the whole project: stored as it is,
+    # which spares encoding thousands of files again.
+    document: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,8 @@ _BASE = "https://invalid/"  # stored URLs are absolute, so the base is never use
 
 def encode_page(record: PageRecord) -> bytes:
     parts = [{"upstream": p.upstream, "etag": p.validators.etag, "last_modified": p.validators.last_modified,
-              "project": project_document(p.project)} for p in record.parts]
+              "project": msgspec.Raw(p.document) if p.document is not None else project_document(p.project)}
+             for p in record.parts]
     served: object = None
     if record.served is not None:
         # Usually the page is one upstream's page as it came: store it once.
@@ -94,6 +98,12 @@ def encode_page(record: PageRecord) -> bytes:
                     "changed_at": record.changed_at, "parts": parts, "served": served})
 
 
+def _part(stored: _StoredPart, name: str) -> Part:
+    document = bytes(stored.project)
+    project, whole = parse_json_page(document, _BASE, name)
+    return Part(stored.upstream, project, Validators(stored.etag, stored.last_modified), document if whole else None)
+
+
 def decode_page(data: bytes, name: str) -> PageRecord | None:
     """The record stored for `name`, or None if it is in another format, another project's, or
     not a record at all. URLs and files are validated again, as from any upstream."""
@@ -101,8 +111,7 @@ def decode_page(data: bytes, name: str) -> PageRecord | None:
         doc = _DECODE(data)
         if doc.format != PAGE_FORMAT or doc.name != name:
             return None
-        parts = tuple(Part(p.upstream, parse_project_json(bytes(p.project), _BASE, name), Validators(p.etag, p.last_modified))
-                      for p in doc.parts)
+        parts = tuple(_part(p, name) for p in doc.parts)
         if bytes(doc.served) == b"null":
             return PageRecord(name, parts, None, doc.fetched_at, doc.changed_at)
         try:

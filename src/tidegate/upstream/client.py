@@ -16,7 +16,7 @@ import aiohttp
 
 from ..config import Upstream
 from ..simple.html_page import parse_project_html
-from ..simple.json_page import parse_project_json
+from ..simple.json_page import parse_json_page
 from ..simple.model import Project
 from ..storage.records import Validators
 
@@ -46,6 +46,7 @@ class UpstreamUnavailable(UpstreamError):
 class PageFound:
     project: Project
     validators: Validators
+    document: bytes | None = None  # the page itself, when it is PEP 691 JSON that can be stored as it came
 
 
 class PageUnchanged:  # the upstream answered 304 to our conditional request
@@ -57,6 +58,10 @@ class PageMissing:  # the upstream does not have the project (404/410)
 
 
 PageResult = PageFound | PageUnchanged | PageMissing
+
+
+def _parse_html(body: bytes, page_url: str, name: str) -> tuple[Project, bool]:
+    return parse_project_html(body, page_url, name), False
 
 
 def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
@@ -164,15 +169,16 @@ class UpstreamClient:
                 raise UpstreamUnavailable(f"{self.name}: reading {url}: {type(exc).__name__}: {exc}") from exc
             finally:
                 response.release()
-        parse = parse_project_json if "json" in content_type else parse_project_html
+        parse = parse_json_page if "json" in content_type else _parse_html
         try:
             if len(body) > BIG_PAGE:  # thousands of files: keep the event loop serving meanwhile
-                project = await asyncio.to_thread(parse, body, page_url, name)
+                project, whole = await asyncio.to_thread(parse, body, page_url, name)
             else:
-                project = parse(body, page_url, name)
+                project, whole = parse(body, page_url, name)
         except ValueError as exc:
             raise UpstreamError(f"{self.name}: unusable page for {name}: {exc}") from exc
-        return PageFound(project, Validators(response.headers.get("ETag"), response.headers.get("Last-Modified")))
+        validators = Validators(response.headers.get("ETag"), response.headers.get("Last-Modified"))
+        return PageFound(project, validators, body if whole else None)
 
     async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
         if (response.content_length or 0) > self._max_page_size:
