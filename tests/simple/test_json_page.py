@@ -620,12 +620,29 @@ def test_the_fast_path_takes_pypi_pages_and_agrees_with_the_lenient_path() -> No
         doc = _pypi_like_page(rng, rng.randrange(0, 40))
         body = json.dumps(doc).encode()
         fast = json_page._parse_plain(body, "https://p.example/simple/holy-grail/", "holy-grail")
-        assert fast is not None
-        assert fast == json_page.project_from_document(doc, "https://p.example/simple/holy-grail/", "holy-grail")
+        assert fast is not None and fast[1]  # taken, and the body stands on its own
+        assert fast[0] == json_page.project_from_document(doc, "https://p.example/simple/holy-grail/", "holy-grail")
+
+
+@pytest.mark.parametrize("url", [
+    "../../files/ab/cd/holy_grail-0.0-py3-none-any.whl", "../x.whl", "x.whl", "../../../../../x.whl",
+    "../../files/%2B/x.whl", "files/a;b=c/x.whl",
+])
+@pytest.mark.parametrize("base", ["https://p.example/simple/holy-grail/", "http://p.example:8080/a/simple/holy-grail/",
+                                  "https://p.example/simple/holy-grail/?q=1"])
+def test_relative_links_on_the_fast_path_resolve_as_urljoin_does(url: str, base: str) -> None:
+    from tidegate.simple import json_page
+
+    doc = _pypi_like_page(random.Random(5), 3)
+    doc["files"][0]["url"] = url
+    fast = json_page._parse_plain(json.dumps(doc).encode(), base, "holy-grail")
+    assert fast is not None and not fast[1]  # taken, but not a body to store as it came
+    assert fast[0] == json_page.project_from_document(doc, base, "holy-grail")
 
 
 @pytest.mark.parametrize("change", [
-    lambda d: d["files"][0].update(url="../../files/x.whl"),        # relative: resolved by the lenient path
+    lambda d: d["files"][0].update(url="./x.whl"),                   # a dot segment: the lenient path resolves it
+    lambda d: d["files"][0].update(url="//other.example/x.whl"),     # a network-path reference
     lambda d: d["files"][0].update(size=1.5),                        # a type the fast path does not take
     lambda d: d["files"][0].update(extra={"nested": True}),          # an unknown key
     lambda d: d["files"][0].update(filename="../escape.whl"),        # an entry to drop

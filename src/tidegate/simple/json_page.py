@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Iterable, Mapping
+from urllib.parse import urljoin
 
 import msgspec
 
@@ -155,27 +156,70 @@ def _plain_hashes(hashes: dict[str, str]) -> dict[str, str]:
     return valid_hashes(hashes)
 
 
-def _parse_plain(body: bytes, page_url: str, name: str) -> Project | None:
-    """The fast path's model of the page, or None when the lenient path must decide."""
+# A path-relative link as static mirrors write them ("../../files/x.whl"): some "../", then a
+# path with no dot segment, no scheme, query or fragment. Resolving one is then joining a
+# prefix, the same for every link with as many "../" (what urljoin would give, without its
+# cost on thousands of links).
+_RELATIVE = re.compile(r"((?:\.\./)*)([A-Za-z0-9_~-][A-Za-z0-9._~%!$&'()*+,;=@/-]*)")
+
+
+class _Links:
+    """Resolves the links of one page: plain absolute ones as they are, plain relative ones
+    against the page's URL; None for anything else (the lenient path decides those)."""
+
+    def __init__(self, page_url: str) -> None:
+        self._base = page_url
+        self._prefixes: dict[int, str] = {}
+        self.relative = False  # whether any link was relative
+
+    def __call__(self, url: str) -> str | None:
+        if _PLAIN_URL.fullmatch(url):
+            return url if "#" not in url else url.partition("#")[0]
+        match = _RELATIVE.fullmatch(url)
+        if match is None or "/." in match[2] or not _PLAIN_URL.fullmatch(self._base):
+            return None
+        ups = len(match[1]) // 3
+        prefix = self._prefixes.get(ups)
+        if prefix is None:
+            prefix = self._prefixes[ups] = urljoin(self._base, match[1] + "x")[:-1]
+        self.relative = True
+        return prefix + match[2]
+
+
+def _parse_plain(body: bytes, page_url: str, name: str) -> tuple[Project, bool] | None:
+    """The fast path's model of the page and whether all its links were absolute, or None when
+    the lenient path must decide."""
     try:
         page = _DECODE_PAGE(body)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     files = []
-    append, plain_name, plain_url, times = files.append, valid_filename, _PLAIN_URL.fullmatch, _UPLOAD_TIME.fullmatch
+    link = _Links(page_url)
+    append, plain_name, times = files.append, valid_filename, _UPLOAD_TIME.fullmatch
     for e in page.files:  # one short loop, no call it can do without: thousands of entries on a big page
         provenance, upload_time, size = e.provenance, e.upload_time, e.size
-        if not plain_name(e.filename) or not plain_url(e.url) or (provenance and not plain_url(provenance)):
+        url = link(e.url)
+        if url is None or not plain_name(e.filename):
+            return None
+        if provenance and (provenance := _plain_provenance(provenance, link)) is None:
             return None
         metadata = e.core_metadata if e.core_metadata is not None else e.dist_info_metadata
         if isinstance(metadata, dict):
             metadata = _plain_hashes(metadata) or True  # like pip: a dict means "available"
-        url = e.url if "#" not in e.url else e.url.partition("#")[0]
         append(File(e.filename, url, _plain_hashes(e.hashes) if e.hashes else {},
                     e.requires_python or None, e.yanked or False, metadata, e.gpg_sig,
                     size if size is not None and 0 <= size <= _MAX_SIZE else None,
                     upload_time if upload_time and times(upload_time) else None, provenance or None))
-    return _project(page.meta.as_dict(), files, page.versions, page.project_status, page.alternate_locations, page_url, name)
+    project = _project(page.meta.as_dict(), files, page.versions, page.project_status, page.alternate_locations,
+                       page_url, name)
+    return project, not link.relative
+
+
+def _plain_provenance(url: str, link: _Links) -> str | None:
+    # resolve_http_url keeps a provenance URL's fragment: so does the fast path.
+    if _PLAIN_URL.fullmatch(url):
+        return url
+    return link(url) if "#" not in url else None
 
 
 # --- the lenient path --------------------------------------------------------------------------
@@ -203,9 +247,9 @@ def parse_project_json(body: bytes, page_url: str, name: str) -> Project:
 def parse_json_page(body: bytes, page_url: str, name: str) -> tuple[Project, bool]:
     """Like parse_project_json; also whether the body stands on its own: every URL in it absolute
     and nothing dropped, so that storing the body as it came keeps the whole model."""
-    project = _parse_plain(body, page_url, name)
-    if project is not None:
-        return project, True
+    plain = _parse_plain(body, page_url, name)
+    if plain is not None:
+        return plain
     return project_from_document(_load(body), page_url, name), False
 
 
