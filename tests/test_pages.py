@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 import time
 
 import pytest
@@ -310,7 +311,7 @@ async def test_pages_persist_across_restart(upstream, tidegate):
 
 
 async def test_root_lists_cached_projects_in_both_formats(upstream, tidegate):
-    tg = await tidegate(upstreams=[upstream.url])
+    tg = await tidegate(upstreams=[{"url": upstream.url, "list_projects": False}])
     async with tg.get("/simple/demo-pkg/") as r:
         assert r.status == 200
     async with tg.get("/simple/", headers={"Accept": JSON}) as r:
@@ -318,7 +319,59 @@ async def test_root_lists_cached_projects_in_both_formats(upstream, tidegate):
         assert {"name": "demo-pkg"} in json.loads(await r.read())["projects"]
     async with tg.get("/simple/") as r:
         assert 'href="demo-pkg/"' in await r.text()
-    assert "/simple/" not in upstream.index.requests  # never asks an upstream for its root list
+    assert "/simple/" not in upstream.index.requests  # list_projects off: its root list is never asked for
+
+
+async def root_names(tg: Any, **headers: str) -> list[str]:
+    async with tg.get("/simple/", headers={"Accept": JSON, **headers}) as r:
+        assert r.status == 200 and r.headers["Vary"] == VARY, r.status
+        return [p["name"] for p in json.loads(await r.read())["projects"]]
+
+
+async def test_the_root_lists_every_project_of_the_upstreams(fake_index, dists, tidegate):
+    first, second = await fake_index("html"), await fake_index("json")
+    first.index.add(dists.wheel("alpha", "1.0"))
+    first.index.add(dists.wheel("shared", "1.0"))
+    second.index.add(dists.wheel("beta", "1.0"))
+    second.index.add(dists.wheel("shared", "1.0"))
+    second.index.add(dists.wheel("unlisted", "1.0"))
+    tg = await tidegate(upstreams=[{"url": first.url, "ttl": 0}, {"url": second.url, "list_projects": False}])
+    assert await root_names(tg) == ["alpha", "shared"]  # the second upstream's list is not wanted
+    async with tg.get("/simple/beta/") as r:  # ...but its cached projects are listed
+        assert r.status == 200
+    assert await root_names(tg) == ["alpha", "beta", "shared"]
+    async with tg.get("/simple/") as r:
+        html = await r.text()
+        assert 'href="alpha/"' in html and 'href="beta/"' in html
+    first.index.add(dists.wheel("gamma", "1.0"))
+    assert await root_names(tg) == ["alpha", "beta", "gamma", "shared"]  # ttl 0: revalidated each time
+    conditional = [e for e in first.index.log if e.path == "/simple/" and e.headers.get("If-None-Match")]
+    assert conditional, "the root list is revalidated with a conditional request"
+
+
+async def test_a_failing_upstream_root_list_is_served_as_it_was(fake_index, dists, tidegate):
+    idx = await fake_index("html")
+    idx.index.add(dists.wheel("alpha", "1.0"))
+    tg = await tidegate(upstreams=[{"url": idx.url, "ttl": 0, "retries": 0}])
+    assert await root_names(tg) == ["alpha"]
+    idx.index.faults["/simple/"] = Fault(status=503)
+    assert await root_names(tg) == ["alpha"]
+
+
+async def test_root_pages_are_compressed_and_have_etags(fake_index, dists, tidegate):
+    import gzip
+
+    idx = await fake_index("html")
+    wheel = dists.wheel("alpha", "1.0")
+    for i in range(300):
+        idx.index.add(wheel, project=f"project-{i:03d}")
+    tg = await tidegate(upstreams=[idx.url])
+    async with tg.get("/simple/", headers={"Accept-Encoding": "gzip"}) as r:
+        assert r.headers["Content-Encoding"] == "gzip"
+        body, etag = gzip.decompress(await r.read()), r.headers["ETag"]
+    assert body.count(b"<a href=") == 300
+    async with tg.get("/simple/", headers={"Accept-Encoding": "gzip", "If-None-Match": etag}) as r:
+        assert r.status == 304 and r.headers["Vary"] == VARY
 
 
 async def test_root_index_has_validators_and_configured_max_age(upstream, tidegate):

@@ -16,6 +16,7 @@ from .publish.service import Publisher, UpstreamServes
 from .readpath.errors import ReadError
 from .readpath.local import LocalSource
 from .readpath.proxy import Proxy
+from .readpath.roots import RootLists
 from .readpath.upstream import UpstreamSource
 from .simple.names import NormalizedName
 from .storage import Storage, open_storage
@@ -103,7 +104,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     publisher = Publisher(settings, storage.index, storage.local_blobs, name_check(upstream))
     app[STORAGE] = storage
     app[LOCAL] = local
-    app[PROXY] = Proxy([local, upstream])
+    app[PROXY] = Proxy([local, upstream], RootLists(settings, storage, clients))
     app[PUBLISHER] = publisher
     sweeper = asyncio.ensure_future(_sweep(publisher, storage))
     try:

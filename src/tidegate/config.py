@@ -37,6 +37,7 @@ class Upstream:
     timeout: float = 30.0
     retries: int = 2
     max_connections: int = 32
+    list_projects: bool = True  # its root list is part of ours (/simple/)
 
     @property
     def display_url(self) -> str:
@@ -229,6 +230,7 @@ _SCALARS = {
 _TABLES = ("upstreams", "merge", "shadow", "users")
 _UPSTREAM_KEYS = {
     "url", "name", "ttl", "cooldown", "username", "password", "timeout", "retries", "max_connections",
+    "list_projects",
 }
 _USER_KEYS = {"name", "password", "upload"}
 
@@ -261,6 +263,7 @@ def _upstream(key: str, raw: Any, index: int) -> Upstream:
         timeout=parse_duration(f"{key}.timeout", raw.get("timeout", 30)) or 30.0,
         retries=parse_int(f"{key}.retries", raw.get("retries", 2), low=0, high=10),
         max_connections=parse_int(f"{key}.max_connections", raw.get("max_connections", 32), low=1, high=1024),
+        list_projects=parse_bool(f"{key}.list_projects", raw.get("list_projects", True)),
     )
 
 

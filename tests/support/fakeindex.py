@@ -432,7 +432,10 @@ class FakeIndex:
         else:
             links = "".join(f'<a href="{quote(n)}/">{html.escape(n)}</a>\n' for n in names)
             body = f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n".encode()
-        return web.Response(body=body, headers={"Content-Type": ctype, "Vary": "Accept"})
+        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        if _etag_matches(request.headers.get("If-None-Match", ""), etag):
+            return web.Response(status=304, headers={"ETag": etag, "Vary": "Accept"})
+        return web.Response(body=body, headers={"Content-Type": ctype, "Vary": "Accept", "ETag": etag})
 
     async def _add_slash(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPMovedPermanently(f"/simple/{quote(normalize(request.match_info['name']))}/")

@@ -15,6 +15,7 @@ from ..simple.names import NormalizedName
 from .answers import Answer, CacheResult, FileAnswer, FileQuery, PageAnswer, PageQuery
 from .errors import NotFound
 from .pages import Page
+from .roots import FilePage, RootLists
 
 ROOT_MEMO_SECONDS = 10.0  # the root list picks up other workers' new projects this often
 
@@ -34,13 +35,15 @@ class Source(Protocol):
 
 
 class Proxy:
-    def __init__(self, sources: Sequence[Source]) -> None:
+    def __init__(self, sources: Sequence[Source], roots: RootLists | None = None) -> None:
         self.sources = tuple(sources)
-        self._root: tuple[Page, float, tuple[Hashable, ...]] | None = None
+        self._roots = roots if roots is not None and roots.active else None
+        self._root: tuple[Page, object] | None = None  # the page, and the names memo it was built from
+        self._names: tuple[set[str], float, tuple[Hashable, ...]] | None = None
 
     def overlaid(self, source: Source) -> Proxy:
         """The same sources with `source` in front (a stage preview)."""
-        return Proxy((source, *self.sources))
+        return Proxy((source, *self.sources), self._roots)
 
     async def answer(self, query: PageQuery | FileQuery) -> Answer:
         """What to send for a project page or a file of it; a ReadError when there is nothing."""
@@ -54,17 +57,28 @@ class Proxy:
             return await source.file(query, found)
         raise NotFound(f"Project {query.project} was not found locally or on any upstream.")
 
-    async def root(self) -> PageAnswer:
-        """The list of every project the sources know, rebuilt when a source's list changed
-        (or, for what other workers learnt, every ROOT_MEMO_SECONDS)."""
+    async def names(self) -> set[str]:
+        """Every project the sources know, memoized until a source's list changed (or, for what
+        other workers learnt, for ROOT_MEMO_SECONDS)."""
         stamps = tuple(s.changed() for s in self.sources)
-        memo = self._root
+        memo = self._names
         if memo is None or memo[2] != stamps or time.monotonic() - memo[1] > ROOT_MEMO_SECONDS:
             names: set[str] = set()
             for source in self.sources:
                 names |= await source.names()
+            self._names = memo = (names, time.monotonic(), stamps)
+        return memo[0]
+
+    async def root(self) -> PageAnswer | FilePage:
+        """The root page: every project the sources know, and every project of the upstreams
+        that list theirs (then a page in files, for a list may be the size of PyPI's)."""
+        names = await self.names()
+        if self._roots is not None:
+            return await self._roots.page(names)
+        memo = self._root
+        if memo is None or memo[1] is not self._names:
             page = Page.of_names(sorted(names), time.time())
             if memo is not None and await page.same_content(memo[0]):
                 page = memo[0]  # unchanged: keep its Last-Modified and rendered bodies
-            self._root = memo = (page, time.monotonic(), stamps)
+            self._root = memo = (page, self._names)
         return PageAnswer(memo[0], CacheResult.LOCAL)

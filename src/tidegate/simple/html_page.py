@@ -21,7 +21,7 @@ from .model import (
     resolve_http_url,
     valid_hashes,
 )
-from .names import normalize, valid_filename
+from .names import is_valid_name, normalize, valid_filename
 
 # --- parsing ---------------------------------------------------------------------------------
 
@@ -268,24 +268,20 @@ def _file_link(f: File) -> str:
 
 
 def _page(version: str, head: list[str], title: str, body: list[str]) -> bytes:
-    lines = [
-        "<!DOCTYPE html>",
-        "<html>",
-        "  <head>",
-        '    <meta charset="utf-8">',
-        f'    <meta name="pypi:repository-version" content="{_esc(version)}">',
-        *head,
-        f"    <title>{_esc(title)}</title>",
-        "  </head>",
-        "  <body>",
-        f"    <h1>{_esc(title)}</h1>",
-        *body,
-        "  </body>",
-        "</html>",
-        "",
-    ]
+    return b"".join(_page_parts(version, head, title, [body]))
+
+
+def _page_parts(version: str, head: list[str], title: str, bodies: Iterable[list[str]]) -> Iterator[bytes]:
+    """The document in pieces: its head, each list of body lines, its end."""
+    top = ["<!DOCTYPE html>", "<html>", "  <head>", '    <meta charset="utf-8">',
+           f'    <meta name="pypi:repository-version" content="{_esc(version)}">', *head,
+           f"    <title>{_esc(title)}</title>", "  </head>", "  <body>", f"    <h1>{_esc(title)}</h1>"]
     # "replace" only matters for lone surrogates a caller might have put in the model.
-    return "\n".join(lines).encode("utf-8", errors="replace")
+    yield ("\n".join(top) + "\n").encode("utf-8", errors="replace")
+    for lines in bodies:
+        if lines:
+            yield ("\n".join(lines) + "\n").encode("utf-8", errors="replace")
+    yield b"  </body>\n</html>\n"
 
 
 def render_project_html(project: Project) -> bytes:
@@ -308,14 +304,48 @@ def render_project_html(project: Project) -> bytes:
 def render_index_html(names: Iterable[str]) -> bytes:
     """The root project list. Each href is the percent-quoted normalized name, so even a
     hostile name stays a single relative path segment."""
-    links = [
-        f'    <a href="{_esc(quote(normalize(n), safe=""))}/">{_esc(n)}</a><br>' for n in names
-    ]
-    return _page(API_VERSION_FULL, [], "Simple index", links)
+    return b"".join(render_index_html_parts([list(names)]))
+
+
+def render_index_html_parts(batches: Iterable[list[str]]) -> Iterator[bytes]:
+    """The root project list in pieces, a piece per batch of names: a list the size of PyPI's is
+    written out without ever being whole in memory."""
+    links = ([f'    <a href="{_esc(quote(normalize(n), safe=""))}/">{_esc(n)}</a><br>' for n in batch]
+             for batch in batches)
+    return _page_parts(API_VERSION_FULL, [], "Simple index", links)
+
+
+# An anchor's text in a root list: the project name (what PEP 503 says the text is).
+_ROOT_ANCHOR = re.compile(rb"<a\s[^<>]*>([^<>]{1,300})</a\s*>", re.IGNORECASE)
+_CARRY = 64 * 1024  # at most this much of a piece waits for the next one
+
+
+class RootScanner:
+    """Reads an upstream's root list (PEP 503 HTML) as it arrives, piece by piece: each
+    piece gives the valid names it completes, normalized. Memory is bounded by the piece size,
+    whatever the size of the list."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, piece: bytes) -> list[str]:
+        data = self._rest + piece
+        names, end = [], 0
+        for match in _ROOT_ANCHOR.finditer(data):
+            text = html.unescape(match.group(1).decode("utf-8", "replace")).strip()
+            if is_valid_name(text):
+                names.append(normalize(text))
+            end = match.end()
+        # After the last complete anchor there is none: keep that rest, which may hold the start
+        # of one cut by the piece boundary (bounded: an anchor is far shorter than _CARRY).
+        self._rest = data[max(end, len(data) - _CARRY):]
+        return names
 
 
 __all__ = [
+    "RootScanner",
     "parse_project_html",
     "render_index_html",
+    "render_index_html_parts",
     "render_project_html",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import urljoin
 
 import msgspec
@@ -358,10 +358,20 @@ def render_project_json(project: Project) -> bytes:
 
 def render_index_json(names: Iterable[str]) -> bytes:
     """The root project list."""
-    return _dump(
-        {"meta": {"api-version": API_VERSION_FULL}, "projects": [{"name": n} for n in names]}
-    )
+    return b"".join(render_index_json_parts([list(names)]))
 
 
-__all__ = ["parse_json_page", "parse_project_json", "project_document", "project_from_document", "render_index_json",
+def render_index_json_parts(batches: Iterable[list[str]]) -> Iterator[bytes]:
+    """The root project list in pieces, a piece per batch of names (see render_index_html_parts)."""
+    yield b'{"meta":{"api-version":"' + API_VERSION_FULL.encode() + b'"},"projects":['
+    first = True
+    for batch in batches:
+        if batch:
+            body = _dump([{"name": n} for n in batch])[1:-1]
+            yield body if first else b"," + body
+            first = False
+    yield b"]}"
+
+
+__all__ = ["parse_json_page", "parse_project_json", "project_document", "project_from_document", "render_index_json", "render_index_json_parts",
            "render_project_json"]

@@ -17,6 +17,7 @@ from .layout import layout
 from .locks import FileLocks
 from .pagecache import FilePageCache
 from .protocols import BlobStore, IndexStore, Locks, PageCache
+from .rootlists import SqliteRootLists
 
 
 @dataclass
@@ -26,9 +27,10 @@ class Storage:
     local_blobs: BlobStore  # uploaded files, never evicted
     index: IndexStore
     locks: Locks
+    roots: SqliteRootLists  # one engine only: the root lists are a cache each host may keep
 
     async def close(self) -> None:
-        for part in (self.pages, self.cache_blobs, self.local_blobs, self.index, self.locks):
+        for part in (self.pages, self.cache_blobs, self.local_blobs, self.index, self.locks, self.roots):
             await part.close()
 
 
@@ -41,6 +43,7 @@ async def open_storage(settings: Settings) -> Storage:
         local_blobs=FileBlobStore(where.local_blobs),
         index=SqliteIndex(where.index),
         locks=FileLocks(where.locks),
+        roots=SqliteRootLists(where.roots),
     )
 
 

@@ -13,9 +13,10 @@ class Layout(NamedTuple):
     local_blobs: Path  # uploaded files (never evicted)
     index: Path  # the local index database
     locks: Path
+    roots: Path  # the upstreams' root lists, and the root pages written from them
 
 
 def layout(root: Path) -> Layout:
     local = root / "local"
     return Layout(pages=root / "pagecache", legacy_pages=root / "pages", cache_blobs=root / "blobs",
-                  local_blobs=local, index=local / "index.db", locks=root / "locks")
+                  local_blobs=local, index=local / "index.db", locks=root / "locks", roots=root / "roots")

@@ -9,13 +9,13 @@ import ssl
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aiohttp
 
 from ..config import Upstream
-from ..simple.html_page import parse_project_html
+from ..simple.html_page import RootScanner, parse_project_html
 from ..simple.json_page import parse_json_page
 from ..simple.model import Project
 from ..storage.records import Validators
@@ -58,6 +58,25 @@ class PageMissing:  # the upstream does not have the project (404/410)
 
 
 PageResult = PageFound | PageUnchanged | PageMissing
+
+
+@dataclass(frozen=True, slots=True)
+class RootFound:
+    names: int
+    validators: Validators
+
+
+RootResult = RootFound | PageUnchanged
+
+
+def _conditions(validators: Validators | None) -> dict[str, str]:
+    """The headers of a conditional request."""
+    headers = {}
+    if validators and validators.etag:
+        headers["If-None-Match"] = validators.etag
+    if validators and validators.last_modified:
+        headers["If-Modified-Since"] = validators.last_modified
+    return headers
 
 
 def _parse_html(body: bytes, page_url: str, name: str) -> tuple[Project, bool]:
@@ -144,13 +163,31 @@ class UpstreamClient:
             self._down_until = time.monotonic() + FAILURE_BACKOFF
             raise
 
+    async def fetch_root(self, validators: Validators | None, sink: Callable[[list[str]], None]) -> RootResult:
+        """The upstream's root list (PEP 503 HTML: it can be read as it arrives, in bounded
+        memory), its names handed to `sink` a piece at a time; or that it is unchanged."""
+        headers = {"Accept": "text/html", **_conditions(validators)}
+        scanner, count = RootScanner(), 0
+        async with self._limit:
+            response = await self._retrying("GET", self.base_url, headers)
+            try:
+                if response.status == 304 and validators:
+                    return PageUnchanged()
+                if response.status != 200:
+                    raise UpstreamUnavailable(f"{self.name}: its root list answered {response.status}")
+                async for piece in response.content.iter_chunked(256 * 1024):
+                    names = await asyncio.to_thread(scanner.feed, piece)  # ~5,000 names a piece
+                    count += len(names)
+                    sink(names)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise UpstreamUnavailable(f"{self.name}: reading its root list: {type(exc).__name__}: {exc}") from exc
+            finally:
+                response.release()
+        return RootFound(count, Validators(response.headers.get("ETag"), response.headers.get("Last-Modified")))
+
     async def _fetch_page(self, name: str, validators: Validators | None) -> PageResult:
         url = self.project_url(name)
-        headers = {"Accept": PAGE_ACCEPT}
-        if validators and validators.etag:
-            headers["If-None-Match"] = validators.etag
-        if validators and validators.last_modified:
-            headers["If-Modified-Since"] = validators.last_modified
+        headers = {"Accept": PAGE_ACCEPT, **_conditions(validators)}
         async with self._limit:
             response = await self._retrying("GET", url, headers)
             try:

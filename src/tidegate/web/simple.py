@@ -10,7 +10,7 @@ from ..readpath.proxy import Proxy
 from ..simple.names import checked_name
 from ..simple.negotiate import NOT_ACCEPTABLE_BODY, Encoding, Representation, negotiate, negotiate_encoding
 from .keys import PROXY, SETTINGS
-from .responses import error, etag_matches, read_refusal
+from .responses import error, etag_matches, read_refusal, send_file
 
 # Pages are negotiated on both: a shared cache must never hand one client's JSON, or gzip, to
 # another that asked for HTML, or no compression.
@@ -113,12 +113,24 @@ async def page_response(request: web.Request, answer: PageAnswer, rep: Represent
 
 
 async def root_index(request: web.Request, proxy: Proxy | None = None) -> web.StreamResponse:
-    """The list of projects this index knows: every cached or local project (and, through a
-    stage's proxy, its session's project, which may be a first release nobody else sees)."""
+    """The list of projects this index knows: every cached or local project, every project of
+    the upstreams that list theirs (and, through a stage's proxy, its session's project, which
+    may be a first release nobody else sees)."""
     rep = representation(request)
     if rep is None:
         return not_acceptable()
-    return await page_response(request, await (proxy or request.app[PROXY]).root(), rep)
+    root = await (proxy or request.app[PROXY]).root()
+    if isinstance(root, PageAnswer):
+        return await page_response(request, root, rep)
+    coding = encoding(request)
+    path, etag = root.files[rep, coding]
+    headers = {hdrs.LAST_MODIFIED: root.last_modified, hdrs.CACHE_CONTROL: request.app[SETTINGS].cache_control,
+               **VARY, "X-Tidegate-Cache": "local"}
+    if coding is not Encoding.IDENTITY:
+        headers[hdrs.CONTENT_ENCODING] = coding.value
+    if not_modified(request, etag, root.changed_at):
+        return web.Response(status=304, headers={hdrs.ETAG: etag, **headers})
+    return await send_file(request, open(path, "rb"), etag=etag, content_type=rep.content_type, extra=headers)
 
 
 async def simple_redirect(request: web.Request) -> web.Response:
