@@ -242,3 +242,34 @@ async def test_http_proxy_from_the_environment_and_no_proxy(fake_index, dists, t
         tg2 = await tidegate(upstreams=[idx.url])
         assert (await page(tg2, "demo-pkg"))[0] == 200
         assert seen == []
+
+
+async def test_connections_to_an_upstream_are_kept_alive(fake_index, dists, tidegate):
+    idx = await fake_index("json")
+    for i in range(10):
+        idx.index.add(dists.wheel("demo-pkg", "1.0"), project=f"demo-{i}")
+    tg = await tidegate(upstreams=[idx.url])
+    for i in range(10):
+        async with tg.get(f"/simple/demo-{i}/") as r:
+            assert r.status == 200
+        async with tg.get(f"/files/demo-{i}/demo_pkg-1.0-py3-none-any.whl") as r:
+            assert r.status == 200
+            await r.read()
+    assert len(idx.index.connections) <= 2  # pages and files, one after another, over one connection
+
+
+async def test_a_burst_of_cold_pages_is_fetched_concurrently(fake_index, dists, tidegate):
+    """uv asks for dozens of pages at once: they reach the upstream at once, not one by one."""
+    idx = await fake_index("json")
+    wheel = dists.wheel("demo-pkg", "1.0")
+    for i in range(24):
+        idx.index.add(wheel, project=f"demo-{i}")
+        idx.index.faults[f"/simple/demo-{i}/"] = Fault(delay=0.2)
+    tg = await tidegate(upstreams=[idx.url])
+
+    async def get(i):
+        async with tg.get(f"/simple/demo-{i}/") as r:
+            return r.status
+
+    assert set(await asyncio.gather(*(get(i) for i in range(24)))) == {200}
+    assert idx.index.max_in_flight >= 20

@@ -232,6 +232,8 @@ class FakeIndex:
         self.requests: Counter[str] = Counter()  # path -> count
         self.method_requests: Counter[tuple[str, str]] = Counter()  # (method, path) -> count
         self.log: list[LoggedRequest] = []
+        self.in_flight = self.max_in_flight = 0  # requests being answered, and their most at once
+        self.connections: set[object] = set()  # client (address, port) pairs seen: one per connection
         self._changes: dict[str, tuple[str, int]] = {}  # name -> (fingerprint, last-modified)
 
     # -- data ------------------------------------------------------------------------------
@@ -401,6 +403,16 @@ class FakeIndex:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.connections.add(peer)
+        try:
+            return await self._handle(request, handler)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         path, method = request.path, request.method
         self.requests[path] += 1
         self.method_requests[(method, path)] += 1
