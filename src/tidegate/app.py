@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -26,6 +27,7 @@ from .web.auth import CHALLENGE, authenticate
 from .web.keys import LOCAL, PROXY, PUBLISHER, SETTINGS, STORAGE
 from .web.responses import error
 
+THREADS = 32
 EXPIRY_INTERVAL = 30.0  # seconds between sweeps for expired publishing sessions
 PRUNE_EVERY = 20  # sweeps between checks of the page cache's size (each walks its directory)
 
@@ -94,10 +96,14 @@ def name_check(upstream: UpstreamSource) -> UpstreamServes:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    # Storage calls run in threads, mostly waiting on the disk: more of them than cores, so that
+    # a burst of cold pages does not queue behind six (asyncio's default).
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(THREADS, thread_name_prefix="tidegate"))
     storage = await app[OPEN_STORAGE](settings)
     connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context(settings.ca_bundle), ttl_dns_cache=300)
-    # trust_env: HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as corporate networks need.
-    session = aiohttp.ClientSession(connector=connector, trust_env=True, auto_decompress=True)
+    # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as corporate networks need, are applied per host by
+    # the upstream clients (see UpstreamClient._proxy).
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
     clients = [UpstreamClient(u, session, settings.max_page_size) for u in settings.upstreams]
     local = LocalSource(storage.index, storage.local_blobs)
     upstream = UpstreamSource(settings, storage, clients)

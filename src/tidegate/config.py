@@ -6,6 +6,7 @@ Every problem is a ConfigError naming the key and what is wrong, which the CLI p
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 import tomllib
@@ -93,7 +94,7 @@ class Settings:
     def may_shadow(self, project: str) -> bool:
         return any(fnmatch.fnmatchcase(project, pattern) for pattern in self.shadow)
 
-    @property
+    @functools.cached_property
     def cache_control(self) -> str:
         return f"public, max-age={self.max_age}"
 

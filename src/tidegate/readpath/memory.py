@@ -18,7 +18,8 @@ class PageMemory:
         page = self._pages.get(name)
         if page is not None:
             self._pages.move_to_end(name)
-            self._account(name, page)  # bodies are rendered on first use: the weight grows
+            if page.weight != self._weights[name]:
+                self._account(name, page)  # bodies are rendered on first use: the weight grows
         return page
 
     def put(self, name: str, page: Page) -> Page:

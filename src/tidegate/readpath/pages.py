@@ -80,7 +80,8 @@ class Page:
     first time a client asks for it, then kept. text/html and the v1 HTML type share a body but
     not an ETag: they are different representations; so is each content coding."""
 
-    __slots__ = ("record", "changed_at", "last_modified", "_html", "_json", "_big", "_done", "_pending")
+    __slots__ = ("record", "changed_at", "last_modified", "fresh_until", "_html", "_json", "_big", "_done",
+                 "_pending", "_weight")
 
     def __init__(self, render_html: Callable[[], bytes], render_json: Callable[[], bytes], changed_at: float,
                  record: PageRecord | None = None, *, big: bool = False) -> None:
@@ -92,6 +93,8 @@ class Page:
         self._big = big
         self._done: dict[tuple[Representation, Encoding], Rendered] = {}
         self._pending: dict[tuple[Representation, Encoding], asyncio.Future[Rendered]] = {}
+        self._weight = 256
+        self.fresh_until = 0.0  # set by whoever knows how long the page's source keeps it fresh
 
     @classmethod
     def of_record(cls, record: PageRecord) -> Page:
@@ -117,7 +120,7 @@ class Page:
     def renewed(self, record: PageRecord) -> Page:
         """This page for a newer record of the same content (revalidated): renderings kept."""
         page = Page(self._html, self._json, self.changed_at, record, big=self._big)
-        page._done = self._done
+        page._done, page._weight = self._done, self._weight
         return page
 
     def cached(self, rep: Representation, encoding: Encoding = Encoding.IDENTITY) -> Rendered | None:
@@ -143,7 +146,7 @@ class Page:
             body = await self._work(self._json if rep is Representation.JSON else self._html_body)
             identity = self._store(rep, Encoding.IDENTITY, body, body)
         if encoding is Encoding.IDENTITY or len(identity.body) < COMPRESS_ABOVE:
-            self._done[rep, encoding] = identity
+            self._done[rep, encoding] = identity  # the same body: no weight added
             return identity
         packed = await self._work(lambda: compress(identity.body, encoding)) if self._big \
             else compress(identity.body, encoding)
@@ -162,6 +165,8 @@ class Page:
         tag = hashlib.sha256(identity).hexdigest()[:32]
         suffix = {Representation.JSON: "", Representation.HTML: "-v1", Representation.TEXT: ""}[rep]
         rendered = Rendered(body, f'"{tag}{suffix}{encoding.etag_suffix}"', encoding)
+        if all(r.body is not body for r in self._done.values()):
+            self._weight += len(body)  # a body shared by representations counts once
         self._done[rep, encoding] = rendered
         return rendered
 
@@ -172,5 +177,4 @@ class Page:
     @property
     def weight(self) -> int:
         """Bytes held, for the memory bound (a body shared by representations counted once)."""
-        bodies = {id(r.body): len(r.body) for r in self._done.values()}
-        return sum(bodies.values()) + 256
+        return self._weight

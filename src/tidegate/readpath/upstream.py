@@ -70,18 +70,20 @@ class UpstreamSource:
 
     # --- pages ---
 
-    def is_fresh(self, record: PageRecord, now: float) -> bool:
+    def _ttl(self, record: PageRecord) -> float:
         ttls = [self._by_name[p.upstream].upstream.ttl for p in record.parts if p.upstream in self._by_name]
-        if not ttls:
-            ttls = [min([c.upstream.ttl for c in self.clients] + [NEGATIVE_TTL])]
-        return now - record.fetched_at < min(ttls)
+        return min(ttls) if ttls else min([c.upstream.ttl for c in self.clients] + [NEGATIVE_TTL])
+
+    def is_fresh(self, record: PageRecord, now: float) -> bool:
+        return now - record.fetched_at < self._ttl(record)
 
     async def page(self, name: NormalizedName, *, revalidate: bool = False) -> PageAnswer | None:
         """The project's page, or None when no upstream has the project."""
         page = self._memory.get(name)
+        loaded: PageRecord | None | bool = False  # what the disk held just now (False: not asked)
         if page is None:
-            record = await self._pages.load(name)
-            page = self._remember(record) if record is not None else None
+            loaded = await self._pages.load(name)
+            page = self._remember(loaded) if loaded is not None else None
         if self.offline:
             if page is None or page.record is None or not page.record.found:
                 raise NotCached(f"{name} is not in this mirror (tidegate is offline).")
@@ -89,25 +91,33 @@ class UpstreamSource:
         now = time.time()
         if revalidate and page is not None and now - page.record.fetched_at < self.settings.min_refresh:
             revalidate = False  # confirmed moments ago: a client's max-age=0 is satisfied already
-        if page is not None and not revalidate and self.is_fresh(page.record, now):
+        if page is not None and not revalidate and now < page.fresh_until:
             how = CacheResult.HIT
         else:
-            page, how = await self._flights.run(("page", name, revalidate), lambda: self._refresh(name, revalidate))
+            page, how = await self._flights.run(("page", name, revalidate),
+                                                lambda: self._refresh(name, revalidate, loaded))
         return PageAnswer(page, how) if page.record.found else None
 
     def _remember(self, record: PageRecord) -> Page:
         known = self._memory.get(record.name)
         if known is not None and known.record is not None and known.record.changed_at == record.changed_at:
-            return self._memory.put(record.name, known.renewed(record))  # same page: keep what was rendered
-        return self._memory.put(record.name, Page.of_record(record))
+            page = known.renewed(record)  # same page: keep what was rendered
+        else:
+            page = Page.of_record(record)
+        page.fresh_until = record.fetched_at + self._ttl(record)
+        return self._memory.put(record.name, page)
 
-    async def _refresh(self, name: str, revalidate: bool) -> tuple[Page, CacheResult]:
+    async def _refresh(self, name: str, revalidate: bool, loaded: PageRecord | None | bool) -> tuple[Page, CacheResult]:
         """Refresh a page from the upstreams, once across all workers: the worker holding the
-        page's lock asks upstream; the others wait and take what it stored."""
+        page's lock asks upstream; the others wait and take what it stored. `loaded`: what the
+        disk held just before (False: unknown)."""
         asked = time.time()
-        lease = await self._wait_for_lock("page:" + name)
+        lease, waited = await self._wait_for_lock("page:" + name)
         try:
-            current = await self._pages.load(name)  # another worker may have refreshed it meanwhile
+            if loaded is False or waited:  # another worker may have refreshed it meanwhile
+                current = await self._pages.load(name)
+            else:
+                current = loaded  # nobody held the lock: read moments ago, no need to read again
             if current is not None and (current.fetched_at >= asked or not revalidate and self.is_fresh(current, time.time())):
                 record, how = current, CacheResult.HIT
             else:
@@ -133,10 +143,13 @@ class UpstreamSource:
         finally:
             await lease.release()
 
-    async def _wait_for_lock(self, name: str) -> Lease:
+    async def _wait_for_lock(self, name: str) -> tuple[Lease, bool]:
+        """The lock, and whether it had to be waited for."""
+        waited = False
         while (lease := await self._locks.try_acquire(name)) is None:
+            waited = True
             await asyncio.sleep(PAGE_LOCK_POLL)
-        return lease
+        return lease, waited
 
     async def _fetch_page(self, name: str, current: PageRecord | None) -> tuple[PageRecord, CacheResult]:
         try:

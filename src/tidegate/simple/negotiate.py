@@ -30,9 +30,11 @@ class Representation(enum.Enum):
 
     @property
     def content_type(self) -> str:
-        # The charset makes the HTML types unambiguous for browsers and old clients.
-        return self.value if self.is_json else f"{self.value}; charset=utf-8"
+        return _CONTENT_TYPES[self]
 
+
+# The charset makes the HTML types unambiguous for browsers and old clients.
+_CONTENT_TYPES = {rep: rep.value if rep.is_json else f"{rep.value}; charset=utf-8" for rep in Representation}
 
 # Every media type we answer, and what it maps to. `latest` is answered with v1 (PEP 691).
 SERVED: dict[str, Representation] = {

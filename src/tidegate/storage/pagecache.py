@@ -1,8 +1,12 @@
 """Page records and PEP 658 metadata files on local disk, shared by the workers of one host.
 
-A file per page, written to a temp file and renamed into place: storing a page takes no lock
-that other workers wait on (a shared database's write lock made cold pages over many projects
-queue behind each other), and a reader sees the old record or the new one, never part of one.
+A file per page: storing a page takes no lock other workers wait on (a shared database's write
+lock made cold pages over many projects queue behind each other). A page file is replaced by
+removing it and creating it anew, not by renaming a temp file over it: on ext4 a rename over a
+file (or a truncate) forces the data to disk first, which made storing a page cost 0.7 ms instead
+of 0.2. A reader that catches a page half written (or a crash that leaves one) finds a record
+that does not decode, which is a miss: the record's JSON is whole or invalid. Metadata files,
+which are served as they are, are still written then renamed.
 Layout: pages/<name[:2]>/<name>.page for a record that found its project, <name>.none for one
 that did not (so the root list is a directory listing), metadata/<key[:2]>/<key>. Records are in
 the versioned format of records.py; nothing is pickled. Every call runs in a thread.
@@ -40,7 +44,8 @@ class FilePageCache:
 
     def _load(self, name: str) -> PageRecord | None:
         found = [r for suffix in (FOUND, MISSING) if (r := _read(self._page(name, suffix), name)) is not None]
-        # Both exist only briefly (or after a crash between a rename and the unlink): the newer wins.
+        # Both exist only briefly (or after a crash between storing one and removing the other): the
+        # newer wins.
         return max(found, key=lambda r: r.fetched_at, default=None)
 
     async def store(self, record: PageRecord) -> None:
@@ -48,7 +53,7 @@ class FilePageCache:
 
     def _store(self, record: PageRecord) -> None:
         target = self._page(record.name, FOUND if record.found else MISSING)
-        _write(target, encode_page(record))
+        _write_anew(target, encode_page(record))
         self._page(record.name, MISSING if record.found else FOUND).unlink(missing_ok=True)
 
     async def names(self) -> list[str]:
@@ -111,6 +116,20 @@ def _read(path: Path, name: str) -> PageRecord | None:
 
 
 _SHARDS: set[Path] = set()  # directories known to exist
+
+
+def _write_anew(path: Path, data: bytes) -> None:
+    """Remove the file and create it again with `data` (see the module's docstring)."""
+    if path.parent not in _SHARDS:
+        path.parent.mkdir(exist_ok=True)
+        _SHARDS.add(path.parent)
+    path.unlink(missing_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return  # another writer got there first, with a record as new as this one
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -13,6 +13,8 @@ from typing import AsyncIterator, Callable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from ..config import Upstream
 from ..simple.html_page import RootScanner, parse_project_html
@@ -122,6 +124,7 @@ class UpstreamClient:
         self._limit = asyncio.Semaphore(upstream.max_connections)
         self._timeout = aiohttp.ClientTimeout(total=None, connect=upstream.timeout, sock_read=upstream.timeout)
         self._down_until = 0.0  # monotonic time before which page fetches fail fast
+        self._proxies: dict[tuple[str, str | None], tuple[URL | None, aiohttp.BasicAuth | None]] = {}
 
     def _headers(self, url: str, extra: dict[str, str]) -> dict[str, str]:
         headers = {"User-Agent": USER_AGENT, **extra}
@@ -129,6 +132,20 @@ class UpstreamClient:
         if self._authorization and urlsplit(url)[:2] == self._origin:
             headers["Authorization"] = self._authorization
         return headers
+
+    def _proxy(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        """The proxy for a URL from HTTPS_PROXY / HTTP_PROXY / NO_PROXY, looked up once per host
+        (aiohttp's trust_env would read the environment and ~/.netrc on every request)."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname)
+        found = self._proxies.get(key)
+        if found is None:
+            try:
+                found = get_env_proxy_for_url(URL(url))
+            except LookupError:
+                found = (None, None)
+            self._proxies[key] = found
+        return found
 
     def project_url(self, name: str) -> str:
         return f"{self.base_url}{quote(name)}/"
@@ -140,9 +157,10 @@ class UpstreamClient:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
+                proxy, proxy_auth = self._proxy(url)
                 response = await self._session.request(
                     method, url, headers=self._headers(url, headers), timeout=self._timeout, allow_redirects=True,
-                    auto_decompress=decompress,
+                    auto_decompress=decompress, proxy=proxy, proxy_auth=proxy_auth,
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 if last:
