@@ -305,8 +305,10 @@ def _rendered(f: File) -> _Entry:
     """A file entry as rendered: keys are left out when the model has nothing to say; the core
     metadata under both names (PEP 714's, and PEP 658's for clients that predate the rename)."""
     metadata = f.core_metadata
-    if isinstance(metadata, Mapping):
-        metadata = dict(metadata) or True  # {} would read as "absent" to truthiness checks
+    if type(metadata) is dict:  # the usual case, without the (slow) ABC check
+        metadata = metadata or True  # {} would read as "absent" to truthiness checks
+    elif metadata is not None and not isinstance(metadata, bool) and isinstance(metadata, Mapping):
+        metadata = dict(metadata) or True
     return _Entry(f.filename, f.url, f.hashes, f.requires_python, f.yanked, metadata, metadata, f.gpg_sig,  # type: ignore[arg-type]
                   f.size, f.upload_time, f.provenance)
 
