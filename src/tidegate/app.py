@@ -22,7 +22,7 @@ from .readpath.upstream import UpstreamSource
 from .simple.names import NormalizedName
 from .storage import Storage, open_storage
 from .upstream.client import UpstreamClient, ssl_context
-from .web import files, legacy, simple, stage, upload
+from .web import files, health, legacy, simple, stage, upload
 from .web.auth import CHALLENGE, authenticate
 from .web.keys import LOCAL, PROXY, PUBLISHER, SETTINGS, STORAGE
 from .web.responses import error
@@ -73,6 +73,7 @@ def make_app(settings: Settings, storage: StorageOpener = open_storage) -> web.A
     app[OPEN_STORAGE] = storage
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/", landing)
+    health.install(app)
     app.router.add_routes(simple.routes())
     app.router.add_routes(files.routes())
     app.router.add_routes(stage.routes())

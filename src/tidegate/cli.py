@@ -6,11 +6,7 @@ import argparse
 import getpass
 import logging
 import os
-import signal
-import socket
 import sys
-import time
-import traceback
 from typing import Any, Sequence
 
 from . import __version__
@@ -111,20 +107,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "yank":
         return yank(settings, args.filename, None if args.undo else args.reason)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    try:
-        return serve(settings)
-    except OSError as exc:
-        print(f"tidegate: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
-        return 1
+    return serve(settings)
 
 
 def serve(settings: Settings) -> int:
     import asyncio
 
+    from . import process
     from .recovery import recover
+    from .storage import DataDirError, check_data_dir
 
-    asyncio.run(recover(settings))
-    sock = _listen(settings.host, settings.port)
+    try:
+        check_data_dir(settings)
+    except DataDirError as exc:
+        print(f"tidegate: {exc}", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(recover(settings))
+    except OSError as exc:
+        print(f"tidegate: start-up repairs of {settings.data_dir} failed: {exc}", file=sys.stderr)
+        return 1
+    try:
+        sock = process.listen(settings.host, settings.port)
+    except OSError as exc:
+        print(f"tidegate: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        return 1
     workers = settings.effective_workers()
     host, port = sock.getsockname()[:2]
     log.info("tidegate serving http://%s:%s/simple/ with %d worker(s), data in %s, upstreams: %s", host, port,
@@ -132,97 +139,9 @@ def serve(settings: Settings) -> int:
     if settings.offline:
         log.info("offline: upstreams are never contacted")
     if workers == 1:
-        _run_worker(settings, sock)
+        process.run_worker(settings, sock)
         return 0
-    return _supervise(settings, sock, workers)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-def _run_worker(settings: Settings, sock: socket.socket) -> None:
-    from aiohttp import web
-
-    from .app import make_app
-
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    web.run_app(make_app(settings), sock=sock, print=None, access_log=None, handle_signals=True)
-
-
-def _supervise(settings: Settings, sock: socket.socket, workers: int) -> int:
-    """Fork workers that share the listening socket (the kernel spreads connections across
-    them) and the on-disk caches; restart any that dies; stop them all on SIGTERM/SIGINT."""
-    children: set[int] = set()
-    stopping = False
-    stopping_code = [0]
-
-    started: dict[int, float] = {}
-    quick_deaths = 0
-
-    def spawn() -> None:
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            code = 0
-            try:
-                _run_worker(settings, sock)
-            except (SystemExit, KeyboardInterrupt):
-                pass  # a signal during shutdown (aiohttp's GracefulExit is a SystemExit)
-            except BaseException:
-                traceback.print_exc()  # a worker's death must leave its reason in the log
-                code = 1
-            finally:
-                os._exit(code)
-        children.add(pid)
-        started[pid] = time.monotonic()
-
-    def stop(signum, frame) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for _ in range(workers):
-        spawn()
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        children.discard(pid)
-        if stopping:
-            continue
-        lived = time.monotonic() - started.pop(pid, 0.0)
-        quick_deaths = quick_deaths + 1 if lived < 5 else 0
-        if quick_deaths >= 5:  # crashing at start-up: restarting will not help
-            log.error("workers keep dying at start-up (last status %d); stopping", status)
-            stop(signal.SIGTERM, None)
-            stopping_code[0] = 1
-            continue
-        log.error("worker %d exited (status %d); starting another", pid, status)
-        time.sleep(0.5)
-        spawn()
-    return stopping_code[0]
+    return process.supervise(settings, sock, workers)
 
 
 if __name__ == "__main__":

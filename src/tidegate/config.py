@@ -77,6 +77,7 @@ class Settings:
     max_page_size: int = 64 * 1024**2  # refuse upstream pages larger than this
     ca_bundle: str | None = None  # extra CA certificates for upstream TLS (corporate proxies)
     log_level: str = "info"
+    shutdown_timeout: float = 30.0  # on SIGTERM/SIGINT, in-flight requests get this long to finish
     read_auth: bool = False  # require a configured user's credentials to read the index too
     session_lifetime: float = 7 * 86400.0  # a new publishing session expires after this long
     session_max_lifetime: float = 30 * 86400.0  # extensions never take a session beyond this age
@@ -221,6 +222,7 @@ _SCALARS = {
     "max_page_size": parse_size,
     "ca_bundle": lambda k, v: parse_pem_file(k, v),
     "log_level": lambda k, v: _choice(k, v, ("debug", "info", "warning", "error")),
+    "shutdown_timeout": parse_duration,
     "read_auth": parse_bool,
     "session_lifetime": parse_duration,
     "session_max_lifetime": parse_duration,

@@ -7,11 +7,14 @@ in one place.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config import Settings
 from .blobs import FileBlobStore
+from .health import DataDirError, prepare_data_dir, probe_writable
 from .index import SqliteIndex
 from .layout import layout
 from .locks import FileLocks
@@ -28,6 +31,11 @@ class Storage:
     index: IndexStore
     locks: Locks
     roots: SqliteRootLists  # one engine only: the root lists are a cache each host may keep
+    writable_dirs: tuple[Path, ...] = field(default=())  # where state is written, for the readiness probe
+
+    async def unwritable(self) -> str | None:
+        """Why storage cannot take a write right now (a full disk, a read-only mount), or None."""
+        return await asyncio.to_thread(probe_writable, self.writable_dirs)
 
     async def close(self) -> None:
         for part in (self.pages, self.cache_blobs, self.local_blobs, self.index, self.locks, self.roots):
@@ -35,7 +43,7 @@ class Storage:
 
 
 async def open_storage(settings: Settings) -> Storage:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings.data_dir)
     where = layout(settings.data_dir)
     return Storage(
         pages=FilePageCache(where.pages, settings.pages_max_size),
@@ -44,6 +52,9 @@ async def open_storage(settings: Settings) -> Storage:
         index=SqliteIndex(where.index),
         locks=FileLocks(where.locks),
         roots=SqliteRootLists(where.roots),
+        # The data dir (page cache, file cache) and the local index's directory (index.db and
+        # uploads), which an operator may have put on another volume.
+        writable_dirs=(settings.data_dir, where.index.parent),
     )
 
 
@@ -52,4 +63,10 @@ def remove_legacy_state(settings: Settings) -> None:
     shutil.rmtree(layout(settings.data_dir).legacy_pages, ignore_errors=True)
 
 
-__all__ = ["BlobStore", "IndexStore", "Locks", "PageCache", "Storage", "open_storage", "remove_legacy_state"]
+def check_data_dir(settings: Settings) -> None:
+    """Create the data dir if needed; DataDirError (one line) if it cannot be one."""
+    prepare_data_dir(settings.data_dir)
+
+
+__all__ = ["BlobStore", "DataDirError", "IndexStore", "Locks", "PageCache", "Storage", "check_data_dir", "open_storage",
+           "remove_legacy_state"]
