@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -14,38 +13,7 @@ import aiohttp
 import pytest
 
 from support.fakeindex import Fault
-
-WAIT = 30  # seconds any one step may take before the test gives up (never asserted as a timing)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def start_serve(tmp_path: Path, port: int, upstream: str, **env: str) -> asyncio.subprocess.Process:
-    environ = {**os.environ, "TIDEGATE_CONFIG": "", "TIDEGATE_LOG_LEVEL": "warning", **env}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tidegate", "serve", "--port", str(port), "--data-dir", str(tmp_path / "data"),
-        "--upstream", upstream, "--workers", "2", env=environ, start_new_session=True,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    async with aiohttp.ClientSession() as session:
-        for _ in range(WAIT * 10):
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/health") as r:
-                    if r.status == 200:
-                        return proc
-            except aiohttp.ClientConnectionError:
-                pass
-            if proc.returncode is not None:
-                break
-            await asyncio.sleep(0.1)
-    proc.kill()
-    out, _ = await proc.communicate()
-    raise AssertionError(f"tidegate did not start: {out.decode()}")
-
+from support.processes import WAIT, free_port, start_serve
 
 def children_of(pid: int) -> set[int]:
     found = set()
@@ -84,7 +52,7 @@ async def test_sigterm_lets_an_in_flight_slow_download_finish_and_exits_0(fake_i
     # The upstream sends the file 4 KB at a time, 0.1 s apart: about 2.5 s in all.
     idx.index.faults[f"/files/{wheel.name}"] = Fault(slow=0.1, chunk_size=4096)
     port = free_port()
-    proc = await start_serve(tmp_path, port, idx.url, TIDEGATE_SHUTDOWN_TIMEOUT="60")
+    proc = await start_serve(tmp_path / "data", port, "--upstream", idx.url, TIDEGATE_SHUTDOWN_TIMEOUT="60")
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{port}/simple/slow-pkg/") as r:
             assert r.status == 200
@@ -112,7 +80,7 @@ async def test_ctrl_c_of_the_process_group_stops_every_worker_cleanly(fake_index
     then signals the workers again: each stops once, quietly."""
     idx = await fake_index("html")
     port = free_port()
-    proc = await start_serve(tmp_path, port, idx.url)
+    proc = await start_serve(tmp_path / "data", port, "--upstream", idx.url)
     workers = children_of(proc.pid)
     assert len(workers) == 2
     os.killpg(proc.pid, signal.SIGINT)
@@ -126,7 +94,7 @@ async def test_ctrl_c_of_the_process_group_stops_every_worker_cleanly(fake_index
 async def test_kill_9_of_the_master_takes_the_workers_down_and_frees_the_port(fake_index, tmp_path):
     idx = await fake_index("html")
     port = free_port()
-    proc = await start_serve(tmp_path, port, idx.url)
+    proc = await start_serve(tmp_path / "data", port, "--upstream", idx.url)
     workers = children_of(proc.pid)
     assert len(workers) == 2
     proc.kill()
@@ -138,7 +106,7 @@ async def test_kill_9_of_the_master_takes_the_workers_down_and_frees_the_port(fa
     else:
         raise AssertionError(f"workers outlived their master: {sorted(p for p in workers if alive(p))}")
     # A restart binds the same port at once and serves.
-    again = await start_serve(tmp_path, port, idx.url)
+    again = await start_serve(tmp_path / "data", port, "--upstream", idx.url)
     again.send_signal(signal.SIGTERM)
     out, _ = await asyncio.wait_for(again.communicate(), WAIT)
     assert again.returncode == 0, out.decode()

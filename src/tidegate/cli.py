@@ -52,6 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     yank.add_argument("--config", metavar="FILE", default=os.environ.get("TIDEGATE_CONFIG"))
     yank.add_argument("--data-dir", dest="data_dir", metavar="DIR")
 
+    backup = commands.add_parser(
+        "backup", help="back up the data directory while tidegate serves",
+        description="Copy the local index and every other database with SQLite's backup API (a consistent "
+                    "snapshot while tidegate serves), plus the uploaded and cached files, into DEST, a data "
+                    "directory of its own: restore by serving from it (or copying it into place) while "
+                    "tidegate is stopped. The page cache is left out (pages are fetched again). A second "
+                    "backup into the same DEST copies only the files that are new.")
+    backup.add_argument("dest", metavar="DEST", help="the backup directory (created if missing)")
+    backup.add_argument("--without-cached-files", dest="cached_files", action="store_false",
+                        help="leave out the files cached from upstreams (they can be fetched again)")
+    backup.add_argument("--config", metavar="FILE", default=os.environ.get("TIDEGATE_CONFIG"))
+    backup.add_argument("--data-dir", dest="data_dir", metavar="DIR")
+
     hashpw = commands.add_parser("hash-password", help="print a hashed password for a [[users]] entry")
     hashpw.add_argument("--password", help="the password (default: prompt)")
     client_args.add_parsers(commands)
@@ -86,6 +99,23 @@ def yank(settings: Settings, filename: str, reason: str | None) -> int:
     return 0
 
 
+def backup(settings: Settings, dest: str, cached_files: bool) -> int:
+    from pathlib import Path
+
+    from .storage import BackupError, backup_data_dir
+
+    try:
+        report = backup_data_dir(settings, Path(dest), cached_files=cached_files)
+    except BackupError as exc:
+        print(f"tidegate: {exc}", file=sys.stderr)
+        return 1
+    print(f"backed up {settings.data_dir} to {dest} in {report.seconds:.1f} s: {len(report.databases)} databases, "
+          f"{report.files} files ({report.copied} new, {report.copied_bytes / 1e6:.1f} MB copied)")
+    for filename in report.missing:
+        print(f"tidegate: {filename} was deleted during the backup; the backup lists it without its file",
+              file=sys.stderr)
+    return 1 if report.missing else 0
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -106,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "yank":
         return yank(settings, args.filename, None if args.undo else args.reason)
+    if args.command == "backup":
+        return backup(settings, args.dest, args.cached_files)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     return serve(settings)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
+from .backup import BackupError, BackupReport, backup
 from .blobs import FileBlobStore
 from .health import DataDirError, prepare_data_dir, probe_writable
 from .index import SqliteIndex
@@ -63,10 +64,15 @@ def remove_legacy_state(settings: Settings) -> None:
     shutil.rmtree(layout(settings.data_dir).legacy_pages, ignore_errors=True)
 
 
+def backup_data_dir(settings: Settings, dest: Path, *, cached_files: bool = True) -> BackupReport:
+    """An online backup of the data dir into `dest` (blocking); BackupError if it cannot be taken."""
+    return backup(settings.data_dir, dest, cached_files=cached_files)
+
+
 def check_data_dir(settings: Settings) -> None:
     """Create the data dir if needed; DataDirError (one line) if it cannot be one."""
     prepare_data_dir(settings.data_dir)
 
 
-__all__ = ["BlobStore", "DataDirError", "IndexStore", "Locks", "PageCache", "Storage", "check_data_dir", "open_storage",
+__all__ = ["BackupError", "BackupReport", "BlobStore", "DataDirError", "backup_data_dir", "IndexStore", "Locks", "PageCache", "Storage", "check_data_dir", "open_storage",
            "remove_legacy_state"]
