@@ -75,6 +75,27 @@ async def test_sigterm_lets_an_in_flight_slow_download_finish_and_exits_0(fake_i
     assert b"Traceback" not in out and b"Error" not in out, out.decode()
 
 
+async def test_shutdown_timeout_bounds_the_wait_for_a_download_that_would_take_too_long(fake_index, dists, tmp_path):
+    idx = await fake_index("html")
+    wheel = dists.wheel("endless-pkg", "1.0", padding=400 * 1024)
+    idx.index.add(wheel)
+    idx.index.faults[f"/files/{wheel.name}"] = Fault(slow=0.2, chunk_size=4096)  # some 20 s in all
+    port = free_port()
+    proc = await start_serve(tmp_path / "data", port, "--upstream", idx.url, TIDEGATE_SHUTDOWN_TIMEOUT="1s")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/simple/endless-pkg/") as r:
+            assert r.status == 200
+        async with session.get(f"http://127.0.0.1:{port}/files/endless-pkg/{wheel.name}") as r:
+            assert r.status == 200
+            await r.content.readexactly(4096)
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await r.read()  # cut when shutdown_timeout ran out, long before the file was whole
+    out, _ = await asyncio.wait_for(proc.communicate(), WAIT)
+    assert proc.returncode == 0, out.decode()
+    assert b"Traceback" not in out, out.decode()
+
+
 async def test_ctrl_c_of_the_process_group_stops_every_worker_cleanly(fake_index, tmp_path):
     """A terminal's Ctrl-C sends SIGINT to the master and every worker at once, and the master
     then signals the workers again: each stops once, quietly."""
@@ -124,3 +145,37 @@ async def test_a_data_dir_that_cannot_be_one_is_one_line_and_exit_1(tmp_path, ma
     out, err = await asyncio.wait_for(proc.communicate(), WAIT)
     assert proc.returncode == 1
     assert err.decode() == f"tidegate: data dir {bad} {message}\n"
+
+
+async def test_a_data_dir_this_user_cannot_write_is_one_line_and_exit_1(tmp_path):
+    """Root writes through permission bits, so as root the server runs as nobody (setpriv)."""
+    import shutil
+    import tempfile
+
+    bad = Path(tempfile.mkdtemp(prefix="tidegate-locked-"))
+    try:
+        bad.chmod(0o555)
+        drop = []
+        if os.geteuid() == 0:
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root without setpriv: cannot run the server as another user")
+            drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        uid = 65534 if drop else os.geteuid()
+        proc = await asyncio.create_subprocess_exec(
+            *drop, sys.executable, "-m", "tidegate", "serve", "--port", "0", "--data-dir", str(bad),
+            env={**os.environ, "TIDEGATE_CONFIG": "", "HOME": str(bad)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), WAIT)
+        assert proc.returncode == 1
+        assert err.decode() == f"tidegate: data dir {bad} is not writable by this user (uid {uid})\n"
+        sub = bad / "tidegate"
+        proc = await asyncio.create_subprocess_exec(
+            *drop, sys.executable, "-m", "tidegate", "serve", "--port", "0", "--data-dir", str(sub),
+            env={**os.environ, "TIDEGATE_CONFIG": "", "HOME": str(bad)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), WAIT)
+        assert proc.returncode == 1
+        assert err.decode() == f"tidegate: cannot create data dir {sub}: Permission denied\n"
+    finally:
+        bad.chmod(0o755)
+        bad.rmdir()

@@ -135,7 +135,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tidegate: bad setting {exc}", file=sys.stderr)
         return 2
     if args.command == "yank":
-        return yank(settings, args.filename, None if args.undo else args.reason)
+        from .storage import DataDirError
+
+        try:
+            return yank(settings, args.filename, None if args.undo else args.reason)
+        except DataDirError as exc:
+            print(f"tidegate: {exc}", file=sys.stderr)
+            return 1
     if args.command == "backup":
         return backup(settings, args.dest, args.cached_files)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")

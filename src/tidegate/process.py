@@ -150,9 +150,12 @@ def supervise(settings: Settings, sock: socket.socket, workers: int) -> int:
                 deadline = float("inf")
             time.sleep(0.1)
             continue
-        lived = time.monotonic() - children.pop(pid)
+        started = children.pop(pid, None)
+        if started is None:
+            continue  # not a worker: an orphan reparented to us, as a container's PID 1
         if deadline is not None:
-            continue
+            continue  # stopping: no restarts
+        lived = time.monotonic() - started
         quick_deaths = quick_deaths + 1 if lived < QUICK_DEATH else 0
         if quick_deaths >= 5:  # crashing at start-up: restarting will not help
             log.error("workers keep dying at start-up (last status %d); stopping", status)

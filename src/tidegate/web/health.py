@@ -12,6 +12,7 @@ import time
 
 from aiohttp import web
 
+from ..storage import Storage
 from .keys import STORAGE
 
 PROBE_INTERVAL = 1.5  # seconds a probe's answer is reused
@@ -25,7 +26,7 @@ class Readiness:
         self.stopping = False
         self._checked_at = float("-inf")
         self._problem: str | None = None
-        self._probe: asyncio.Future[str | None] | None = None
+        self._probe: asyncio.Future[None] | None = None
 
     async def problem(self, app: web.Application) -> str | None:
         if self.stopping:
@@ -35,17 +36,17 @@ class Readiness:
             return "storage not open"
         if time.monotonic() - self._checked_at >= PROBE_INTERVAL:
             if self._probe is None:
-                self._probe = asyncio.ensure_future(storage.unwritable())
-                probe = self._probe
-                try:
-                    unwritable = await asyncio.shield(probe)
-                finally:
-                    self._probe = None
-                self._problem = f"storage not writable: {unwritable}" if unwritable else None
-                self._checked_at = time.monotonic()
-            else:
-                await asyncio.shield(self._probe)
+                self._probe = asyncio.ensure_future(self._run_probe(storage))
+            await asyncio.shield(self._probe)  # a client that goes away does not cancel it for others
         return "shutting down" if self.stopping else self._problem
+
+    async def _run_probe(self, storage: Storage) -> None:
+        try:
+            unwritable = await storage.unwritable()
+            self._problem = f"storage not writable: {unwritable}" if unwritable else None
+            self._checked_at = time.monotonic()
+        finally:
+            self._probe = None
 
 
 READINESS = web.AppKey("readiness", Readiness)
