@@ -49,8 +49,8 @@ async def test_sigterm_lets_an_in_flight_slow_download_finish_and_exits_0(fake_i
     idx = await fake_index("html")
     wheel = dists.wheel("slow-pkg", "1.0", padding=96 * 1024)
     idx.index.add(wheel)
-    # The upstream sends the file 4 KB at a time, 0.1 s apart: about 2.5 s in all.
-    idx.index.faults[f"/files/{wheel.name}"] = Fault(slow=0.1, chunk_size=4096)
+    # The upstream sends the file 4 KB at a time, 0.2 s apart: about 5 s in all.
+    idx.index.faults[f"/files/{wheel.name}"] = Fault(slow=0.2, chunk_size=4096)
     port = free_port()
     proc = await start_serve(tmp_path / "data", port, "--upstream", idx.url, TIDEGATE_SHUTDOWN_TIMEOUT="60")
     async with aiohttp.ClientSession() as session:

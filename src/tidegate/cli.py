@@ -1,4 +1,4 @@
-"""Command line: `tidegate serve` and `tidegate hash-password`."""
+"""Command line: `tidegate serve`, `backup`, `yank` and `hash-password` (and the upload client's commands)."""
 
 from __future__ import annotations
 

@@ -60,16 +60,16 @@ async def _serve(settings: Settings, sock: socket.socket, master: int | None) ->
     from .app import make_app
     from .web import health
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Idempotent: the same stop arrives twice when both the process group and the master
+        # signal a worker.
+        loop.add_signal_handler(signum, stop.set)
     app = make_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_timeout)
     await runner.setup()
     try:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            # Idempotent: the same stop arrives twice when both the process group and the
-            # master signal a worker.
-            loop.add_signal_handler(signum, stop.set)
         await web.SockSite(runner, sock).start()
         watcher = asyncio.ensure_future(_watch_master(master, stop)) if master is not None else None
         await stop.wait()

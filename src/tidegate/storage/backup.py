@@ -57,7 +57,7 @@ def backup(source: Path, dest: Path, *, cached_files: bool = True) -> BackupRepo
         stores.append((src.cache_blobs, out.cache_blobs))
     report = BackupReport()
     try:
-        dest.mkdir(parents=True, exist_ok=True)
+        dest.mkdir(mode=0o750, parents=True, exist_ok=True)  # private uploads and token hashes: not for everyone
         for store, target in stores:
             _copy_blobs(store, target, report)
         for database in _databases(src, source):
