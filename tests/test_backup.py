@@ -98,6 +98,12 @@ async def test_online_backup_restores_into_a_new_data_dir(tmp_path, installer_en
         proc = await start_serve(tmp_path / restored, port, "--offline", TIDEGATE_CONFIG=str(config))
         try:
             back = await listing(f"http://127.0.0.1:{port}")
+            if restored == "restored-2":  # and pip installs from it
+                code, out = await run(sys.executable, "-m", "pip", "download", "--no-deps", "--dest",
+                                      str(tmp_path / "got"), "--index-url", f"http://127.0.0.1:{port}/simple/",
+                                      "demo-pkg==2.2", env=installer_env)
+                assert code == 0, out
+                assert (tmp_path / "got" / during[2].name).read_bytes() == during[2].read_bytes()
         finally:
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.communicate(), WAIT)
