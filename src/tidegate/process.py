@@ -12,8 +12,6 @@ rest, so no orphan keeps the port and a restart can bind it at once.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -92,9 +90,12 @@ def _die_with_parent(master: int) -> None:
     in _watch_master is all there is."""
     if sys.platform.startswith("linux"):
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):
+            # Imported here, and any failure tolerated: under systemd's MemoryDenyWriteExecute
+            # importing ctypes may fail, and the parent check below still holds.
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except Exception:
             pass
     if os.getppid() != master:  # it died before prctl took effect
         os._exit(0)
