@@ -22,9 +22,10 @@ from .readpath.upstream import UpstreamSource
 from .simple.names import NormalizedName
 from .storage import Storage, open_storage
 from .upstream.client import UpstreamClient, ssl_context
-from .web import files, health, legacy, simple, stage, upload
-from .web.auth import CHALLENGE, authenticate
-from .web.keys import LOCAL, PROXY, PUBLISHER, SETTINGS, STORAGE
+from .publish.tokens import Tokens
+from .web import files, health, legacy, manage, simple, stage, upload
+from .web.auth import CHALLENGE, may_read
+from .web.keys import LOCAL, PROXY, PUBLISHER, SETTINGS, STORAGE, TOKENS
 from .web.responses import error
 
 THREADS = 32
@@ -52,8 +53,9 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
 async def read_auth(request: web.Request, handler) -> web.StreamResponse:
     """With read_auth on, reading the index needs a configured user's credentials too. Stage
     URLs are capabilities of their own and upload endpoints check credentials themselves."""
-    if request.path.startswith(("/simple", "/files/")) and authenticate(request, request.app[SETTINGS]) is None:
-        return error(401, "This index requires credentials of a configured user.", CHALLENGE)
+    if request.path.startswith(("/simple", "/files/")) and not await may_read(request, request.app[SETTINGS],
+                                                                              request.app[TOKENS]):
+        return error(401, "This index requires credentials of a configured user or an API token.", CHALLENGE)
     return await handler(request)
 
 
@@ -79,6 +81,7 @@ def make_app(settings: Settings, storage: StorageOpener = open_storage) -> web.A
     app.router.add_routes(stage.routes())
     app.router.add_routes(legacy.routes())
     app.add_subapp("/upload", upload.app())
+    app.add_subapp("/manage", manage.app())
     return app
 
 
@@ -113,6 +116,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[LOCAL] = local
     app[PROXY] = Proxy([local, upstream], RootLists(settings, storage, clients))
     app[PUBLISHER] = publisher
+    app[TOKENS] = Tokens(settings, storage.index)
     sweeper = asyncio.ensure_future(_sweep(publisher, storage))
     try:
         yield

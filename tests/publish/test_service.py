@@ -315,11 +315,18 @@ async def test_yank_and_unyank(publisher, storage, dist):
     wheel = build_wheel(dist, "demo-pkg", "1.0")
     received = await publisher.receive(chunks(wheel.read_bytes()), algorithms=set(), limit=1 << 30)
     await publisher.legacy_upload(ALICE, {"name": "demo-pkg", "version": "1.0"}, received, wheel.name)
-    assert await publisher.yank(wheel.name, "broken")
+    assert (await publisher.yank(ALICE, wheel.name, "broken")).yanked == "broken"
     assert (await storage.index.read(lambda rows: rows.published(wheel.name))).yanked == "broken"
-    assert await publisher.yank(wheel.name, None)
+    assert (await publisher.yank(ALICE, wheel.name, None)).yanked is None
     assert (await storage.index.read(lambda rows: rows.published(wheel.name))).yanked is None
-    assert not await publisher.yank("nope-1.0.tar.gz", "x")
+    with pytest.raises(NotFound):
+        await publisher.yank(ALICE, "nope-1.0.tar.gz", "x")
+    with pytest.raises(Denied):
+        await publisher.yank(User("bob", "pw", ("other-*",)), wheel.name, "x")
+    log = await storage.index.read(lambda rows: rows.audit_since(0))
+    assert [(e.actor, e.action, e.subject) for e in log] == [
+        ("alice", "upload", wheel.name), ("alice", "yank", wheel.name), ("alice", "unyank", wheel.name)]
+    assert log[1].detail == {"reason": "broken"}
 
 
 async def test_concurrent_session_creation_makes_one(publisher):

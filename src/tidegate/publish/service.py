@@ -26,7 +26,8 @@ from ..simple.names import NormalizedName, is_sdist
 from ..storage import BlobStore, IndexStore
 from ..storage.index import IndexRows
 from ..storage.records import PublishedFile, Session, Upload
-from . import states
+from . import audit, states
+from .actor import Actor, as_actor
 from .errors import Conflict, Denied, Invalid, NotFound, PublishError, Unavailable
 from .protocol import MECHANISM
 from .rows import end_session, extend_session, file_changed, referenced, transition_upload
@@ -81,10 +82,17 @@ def already_exists(filename: str) -> str:
             "change, so upload it under a new version.")
 
 
-def require_right(user: User, project: str) -> None:
+Who = Actor | User
+
+
+def require_right(who: Who, project: str) -> None:
     """Checked on every request, as PEP 694 requires: rights can change while a session is open."""
-    if not user.may_upload(project):
-        raise Denied(f"User {user.name} may not upload to {project}.", source="Authorization")
+    if not who.may_upload(project):
+        actor = as_actor(who)
+        if actor.token and actor.user.may_upload(project):
+            raise Denied(f"API token {actor.token} of {actor.name} is not scoped to {project}.",
+                         source="Authorization")
+        raise Denied(f"User {who.name} may not upload to {project}.", source="Authorization")
 
 
 class Publisher:
@@ -121,6 +129,7 @@ class Publisher:
             session = Session(token=token, project=project, version=version, status=states.SESSION_INITIAL,
                               created_at=now, expires_at=now + self.settings.session_lifetime)
             rows.insert_session(session)
+            audit.record(rows, as_actor(user), now, "session-create", f"{project} {version}")
             return session
 
         return SessionView(await self._index.write(create), ())
@@ -147,9 +156,15 @@ class Publisher:
         return await self._index.read(read)
 
     async def cancel(self, user: User, token: str) -> SessionView:
-        await self.session(user, token, allow_ended=True)
+        view = await self.session(user, token, allow_ended=True)
         now = self._clock()
-        orphans = await self._index.write(lambda rows: end_session(rows, token, SessionEvent.CANCEL, now, ()))
+
+        def cancel(rows: IndexRows) -> list[str]:
+            orphans = end_session(rows, token, SessionEvent.CANCEL, now, ())
+            audit.record(rows, as_actor(user), now, "cancel", f"{view.session.project} {view.session.version}")
+            return orphans
+
+        orphans = await self._index.write(cancel)
         await self._remove_unreferenced(orphans)
         return await self.session(user, token, allow_ended=True)
 
@@ -195,6 +210,8 @@ class Publisher:
                     requires_python=u.requires_python, metadata_sha256=u.metadata_sha256,
                     attestations=u.attestations), session=token)
             rows.update_session(token, status=published, ended_at=now)
+            audit.record(rows, as_actor(user), now, "publish", f"{session.project} {session.version}",
+                         files=[u.filename for u in uploads])
 
         await self._index.write(publish)
         return await self.session(user, token, allow_ended=True)
@@ -278,6 +295,8 @@ class Publisher:
                 transition_upload(rows, upload_id, FileEvent.BYTES_RECEIVED,
                                    "This file upload is {status}; bytes are only accepted while it is pending.")
                 rows.update_upload(upload_id, sha256=received.sha256)
+                audit.record(rows, as_actor(user), self._clock(), "upload", upload.filename, api="upload-2.0",
+                             sha256=received.sha256, size=received.size)
 
             try:
                 await self._index.write(record)
@@ -438,6 +457,8 @@ class Publisher:
                                       source="content")
                 rows.register(project, now)
                 rows.insert_file(file, session=None)
+                audit.record(rows, as_actor(user), now, "upload", filename, api="legacy", sha256=file.sha256,
+                             size=file.size)
                 return True
 
             return await self._index.write(add)
@@ -447,9 +468,100 @@ class Publisher:
 
     # --- administration ---
 
-    async def yank(self, filename: str, reason: str | None) -> bool:
+    async def yank(self, who: Who, filename: str, reason: str | None) -> PublishedFile:
         """Yank a published file (reason "" for none) or, with None, un-yank it (PEP 592)."""
-        return await self._index.write(lambda rows: rows.set_yanked(filename, reason))
+        await self._published(who, filename)
+        now = self._clock()
+
+        def yank(rows: IndexRows) -> PublishedFile:
+            file = self._still_published(rows, filename)
+            rows.set_yanked(filename, reason)
+            audit.record(rows, as_actor(who), now, "unyank" if reason is None else "yank", filename, reason=reason)
+            return replace(file, yanked=reason)
+
+        return await self._index.write(yank)
+
+    async def yank_release(self, who: Who, name: str, version: str, reason: str | None) -> list[PublishedFile]:
+        """Yank (or un-yank) every file of a local release, as PyPI yanks releases."""
+        project, version = await self._release(who, name, version)
+        now = self._clock()
+
+        def yank(rows: IndexRows) -> list[PublishedFile]:
+            files = [f for f in rows.files_of(project) if f.version == version]
+            for f in files:
+                rows.set_yanked(f.filename, reason)
+            audit.record(rows, as_actor(who), now, "unyank" if reason is None else "yank", f"{project} {version}",
+                         reason=reason, files=[f.filename for f in files])
+            return [replace(f, yanked=reason) for f in files]
+
+        return await self._index.write(yank)
+
+    async def delete_published(self, who: Who, filename: str) -> PublishedFile:
+        """Remove a published file from the local index for good (its bytes too, unless a live
+        upload shares them). Installers that pinned it fail from now on: yanking is the gentle way."""
+        await self._published(who, filename)
+        now = self._clock()
+
+        def delete(rows: IndexRows) -> PublishedFile:
+            file = self._still_published(rows, filename)
+            rows.delete_file(filename)
+            audit.record(rows, as_actor(who), now, "delete", filename, sha256=file.sha256)
+            return file
+
+        file = await self._index.write(delete)
+        await self._remove_unreferenced([file.sha256] if file.sha256 else [])
+        return file
+
+    async def delete_release(self, who: Who, name: str, version: str) -> list[PublishedFile]:
+        """Remove every file of a local release, in one transaction."""
+        project, version = await self._release(who, name, version)
+        now = self._clock()
+
+        def delete(rows: IndexRows) -> list[PublishedFile]:
+            files = [f for f in rows.files_of(project) if f.version == version]
+            for f in files:
+                rows.delete_file(f.filename)
+            audit.record(rows, as_actor(who), now, "delete", f"{project} {version}",
+                         files=[f.filename for f in files])
+            return files
+
+        files = await self._index.write(delete)
+        await self._remove_unreferenced([f.sha256 for f in files if f.sha256])
+        return files
+
+    async def open_sessions(self, who: Who) -> list[SessionView]:
+        """The live sessions of every project this caller may upload: a lost session URL is
+        found again here (PEP 694 lets any authorized publisher work on a session)."""
+        now = self._clock()
+
+        def read(rows: IndexRows) -> list[SessionView]:
+            return [SessionView(s, tuple(rows.uploads(s.token))) for s in rows.sessions_live()
+                    if s.status in states.LIVE and s.expires_at >= now and who.may_upload(s.project)]
+
+        return await self._index.read(read)
+
+    async def _published(self, who: Who, filename: str) -> PublishedFile:
+        """A published file this caller may manage: 404 if there is none, 403 if not theirs."""
+        file = await self._index.read(lambda rows: rows.published(filename))
+        if file is None:
+            raise NotFound(f"{filename} is not a published file of the local index.", source="filename")
+        require_right(who, file.project)
+        return file
+
+    @staticmethod
+    def _still_published(rows: IndexRows, filename: str) -> PublishedFile:
+        file = rows.published(filename)
+        if file is None:  # deleted since it was authorized
+            raise NotFound(f"{filename} is not a published file of the local index.", source="filename")
+        return file
+
+    async def _release(self, who: Who, name: str, version: str) -> tuple[NormalizedName, str]:
+        project, version = check_name_version(name, version)
+        require_right(who, project)
+        files = await self._index.read(lambda rows: [f for f in rows.files_of(project) if f.version == version])
+        if not files:
+            raise NotFound(f"{project} {version} has no published files in the local index.", source="version")
+        return project, version
 
     async def expire_now(self) -> None:
         """Cancel expired sessions and pending uploads (purging their files) and forget ended

@@ -19,13 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
-from .records import PublishedFile, Session, Upload
+from .records import ApiToken, AuditEntry, PublishedFile, Session, Upload
 from .sqlite import connect
 
 T = TypeVar("T")
 
 # Each entry brings the schema from its index to the next version (PRAGMA user_version); its
-# statements are separated by semicolons, so none may appear inside one.
+# statements are separated by semicolons (a trigger's inner ones are kept: see _statements).
 MIGRATIONS = (
     """
     CREATE TABLE IF NOT EXISTS projects (      -- registered names: a name with no published file is reserved
@@ -80,12 +80,51 @@ MIGRATIONS = (
         body BLOB NOT NULL
     );
     """,
+    """
+    CREATE TABLE IF NOT EXISTS tokens (        -- API tokens: only the sha256 of each secret is kept
+        id TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        sha256 TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,                  -- JSON list of project-name glob patterns
+        created_at REAL NOT NULL,
+        expires_at REAL,                       -- NULL: never
+        revoked_at REAL
+    );
+    CREATE TABLE IF NOT EXISTS audit (         -- append-only: the triggers refuse any change
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        address TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'      -- JSON object
+    );
+    CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+    CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END
+    """,
 )
 
 _SESSION_FIELDS = frozenset({"status", "expires_at", "ended_at", "notices"})
 _UPLOAD_FIELDS = frozenset({"status", "expires_at", "sha256", "requires_python", "metadata_sha256", "attestations",
                             "notices"})
 _JSON_FIELDS = frozenset({"notices", "hashes"})
+
+
+def _statements(script: str) -> Iterable[str]:
+    """The statements of a script, split at the semicolons that end one (not those inside a
+    trigger body): sqlite3.complete_statement tells them apart."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending
 
 
 def _session(row: sqlite3.Row) -> Session:
@@ -100,6 +139,14 @@ def _file(row: sqlite3.Row) -> PublishedFile:
     fields = {**dict(row), "hashes": json.loads(row["hashes"])}
     del fields["session"]
     return PublishedFile(**fields)
+
+
+def _token(row: sqlite3.Row) -> ApiToken:
+    return ApiToken(**{**dict(row), "scopes": tuple(json.loads(row["scopes"]))})
+
+
+def _entry(row: sqlite3.Row) -> AuditEntry:
+    return AuditEntry(**{**dict(row), "detail": json.loads(row["detail"])})
 
 
 def _value(key: str, value: Any) -> Any:
@@ -157,6 +204,9 @@ class IndexRows:
     def set_yanked(self, filename: str, reason: str | None) -> bool:
         return self._db.execute("UPDATE files SET yanked = ? WHERE filename = ?", (reason, filename)).rowcount == 1
 
+    def delete_file(self, filename: str) -> None:
+        self._db.execute("DELETE FROM files WHERE filename = ?", (filename,))
+
     def files_with_blob(self, sha256: str) -> int:
         return self._all("SELECT COUNT(*) FROM files WHERE sha256 = ?", (sha256,))[0][0]
 
@@ -178,6 +228,10 @@ class IndexRows:
             return [_session(r) for r in self._all("SELECT * FROM sessions WHERE project = ?", (project,))]
         return [_session(r) for r in self._all("SELECT * FROM sessions WHERE project = ? AND version = ?",
                                                (project, version))]
+
+    def sessions_live(self) -> list[Session]:
+        """Sessions that have not ended, oldest first."""
+        return [_session(r) for r in self._all("SELECT * FROM sessions WHERE ended_at IS NULL ORDER BY created_at")]
 
     def sessions_expired(self, now: float) -> list[Session]:
         """Sessions that have not ended and whose expires-at has passed."""
@@ -237,6 +291,40 @@ class IndexRows:
         sql, args = _assignments(changes, _UPLOAD_FIELDS)
         self._db.execute(f"UPDATE uploads SET {sql} WHERE id = ?", (*args, upload_id))
 
+    # --- API tokens ---
+
+    def insert_token(self, t: ApiToken) -> None:
+        self._db.execute(
+            "INSERT INTO tokens (id, user, sha256, scopes, created_at, expires_at, revoked_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (t.id, t.user, t.sha256, json.dumps(list(t.scopes)), t.created_at, t.expires_at, t.revoked_at),
+        )
+
+    def token_by_hash(self, sha256: str) -> ApiToken | None:
+        rows = self._all("SELECT * FROM tokens WHERE sha256 = ?", (sha256,))
+        return _token(rows[0]) if rows else None
+
+    def token(self, token_id: str) -> ApiToken | None:
+        rows = self._all("SELECT * FROM tokens WHERE id = ?", (token_id,))
+        return _token(rows[0]) if rows else None
+
+    def tokens(self) -> list[ApiToken]:
+        return [_token(r) for r in self._all("SELECT * FROM tokens ORDER BY created_at, id")]
+
+    def revoke_token(self, token_id: str, now: float) -> None:
+        self._db.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id))
+
+    # --- the audit log ---
+
+    def append_audit(self, e: AuditEntry) -> None:
+        self._db.execute(
+            "INSERT INTO audit (at, actor, address, action, subject, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            (e.at, e.actor, e.address, e.action, e.subject, json.dumps(e.detail, sort_keys=True)),
+        )
+
+    def audit_since(self, since: float) -> list[AuditEntry]:
+        return [_entry(r) for r in self._all("SELECT * FROM audit WHERE at >= ? ORDER BY seq", (since,))]
+
 
 class SqliteIndex:
     """The index store on SQLite: `read(fn)` and `write(fn)` run fn(IndexRows) in one transaction."""
@@ -267,7 +355,7 @@ class SqliteIndex:
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
+                for statement in _statements(script):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
         except BaseException:

@@ -175,3 +175,29 @@ class PublishedFile(LocalFile):
     version: str
     upload_time: str
     yanked: str | None = None  # None: not yanked; otherwise the reason ("" for none)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiToken:
+    """An API token: who it acts for and where; the secret itself is never stored."""
+
+    id: str
+    user: str
+    sha256: str  # of the secret
+    scopes: tuple[str, ...]  # project-name glob patterns
+    created_at: float
+    expires_at: float | None = None  # None: never
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """One line of the append-only audit log: who did what, when, from where."""
+
+    at: float
+    actor: str
+    address: str
+    action: str
+    subject: str
+    detail: dict = field(default_factory=dict)
+    seq: int | None = None  # assigned by the store

@@ -1,4 +1,5 @@
-"""HTTP Basic authentication against the configured [[users]], and upload authorization."""
+"""HTTP Basic authentication against the configured [[users]] and, for uploads and release
+management, their API tokens (user `__token__`)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from aiohttp import hdrs, web
 
 from ..config import Settings, User
 from ..passwords import verify_password
+from ..publish.actor import TOKEN_USERNAME, Actor
+from ..publish.errors import PublishError
+from ..publish.tokens import Tokens
 
 CHALLENGE = {hdrs.WWW_AUTHENTICATE: 'Basic realm="tidegate"'}
 
 
-def authenticate(request: web.Request, settings: Settings) -> User | None:
-    """The user whose valid credentials the request carries, or None."""
+def credentials(request: web.Request) -> tuple[str, str] | None:
+    """The (name, password) of a Basic Authorization header, or None."""
     header = request.headers.get(hdrs.AUTHORIZATION, "")
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
@@ -23,7 +27,39 @@ def authenticate(request: web.Request, settings: Settings) -> User | None:
         name, sep, password = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    user = settings.user(name) if sep else None
-    if user is None or not verify_password(password, user.password):
+    return (name, password) if sep else None
+
+
+def authenticate(request: web.Request, settings: Settings) -> User | None:
+    """The configured user whose valid credentials the request carries, or None (the read
+    path's check: no index lookup, so tokens are for uploading and managing only)."""
+    given = credentials(request)
+    user = settings.user(given[0]) if given else None
+    if given is None or user is None or not verify_password(given[1], user.password):
         return None
     return user
+
+
+async def authenticate_publisher(request: web.Request, settings: Settings, tokens: Tokens) -> Actor | None:
+    """Who an upload or management request comes from: a configured user, or `__token__` with
+    an API token as the password (Denied, 401, for an expired or revoked one); else None."""
+    given = credentials(request)
+    address = request.remote or "unknown"
+    if given is not None and given[0] == TOKEN_USERNAME:
+        return await tokens.verify(given[1], address)
+    user = authenticate(request, settings)
+    return Actor(user, address) if user else None
+
+
+async def may_read(request: web.Request, settings: Settings, tokens: Tokens) -> bool:
+    """With read_auth on: a configured user, or a valid API token (looked up only when one is
+    presented, so other reads cost no index query)."""
+    if authenticate(request, settings) is not None:
+        return True
+    given = credentials(request)
+    if given is None or given[0] != TOKEN_USERNAME:
+        return False
+    try:
+        return await tokens.verify(given[1], request.remote or "unknown") is not None
+    except PublishError:  # expired or revoked
+        return False

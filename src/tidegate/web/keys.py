@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..publish.service import Publisher
+from ..publish.tokens import Tokens
 from ..readpath.local import LocalSource
 from ..readpath.proxy import Proxy
 from ..storage import Storage
@@ -15,3 +16,4 @@ STORAGE = web.AppKey("storage", Storage)
 PROXY = web.AppKey("proxy", Proxy)
 LOCAL = web.AppKey("local", LocalSource)  # the local index source, which stage overlays build on
 PUBLISHER = web.AppKey("publisher", Publisher)
+TOKENS = web.AppKey("tokens", Tokens)

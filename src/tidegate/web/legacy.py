@@ -13,8 +13,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ..publish.errors import Denied, Invalid, PublishError
 from ..publish.service import Publisher, Received
-from .auth import CHALLENGE, authenticate
-from .keys import PUBLISHER, SETTINGS
+from .auth import CHALLENGE, authenticate_publisher
+from .keys import PUBLISHER, SETTINGS, TOKENS
 
 MAX_FIELD = 1024 * 1024  # a form field other than the file (a long description fits)
 
@@ -74,9 +74,10 @@ async def upload(request: web.Request) -> web.Response:
 async def _upload(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     publisher = request.config_dict[PUBLISHER]
-    user = authenticate(request, settings)
+    user = await authenticate_publisher(request, settings, request.config_dict[TOKENS])
     if user is None:
-        raise Denied("Authenticate with the username and password of a configured upload user.", status=401)
+        raise Denied("Authenticate with the username and password of a configured upload user, or as "
+                     "__token__ with an API token.", status=401)
     if not request.content_type.startswith("multipart/"):
         raise Invalid("Send the upload as multipart/form-data, as twine does.")
     fields, received, filename = await read_form(request, publisher, settings.max_upload_size)

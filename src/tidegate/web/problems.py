@@ -1,5 +1,5 @@
 """RFC 9457 problem documents, with the `meta` and `errors` members PEP 694 asks for: the one
-place where the publish domain's refusals become Upload 2.0 responses."""
+place where the publish domain's refusals become Upload 2.0 (and release management) responses."""
 
 from __future__ import annotations
 
@@ -36,17 +36,25 @@ def refusal(request: web.Request, exc: PublishError) -> web.Response:
     return problem(exc.status, exc.message, errors, headers)
 
 
-@web.middleware
-async def problems(request: web.Request, handler) -> web.StreamResponse:
-    """Every error of the upload API as a problem document, aiohttp's own (404, 405, 413) too."""
-    try:
-        return await handler(request)
-    except PublishError as exc:
-        return refusal(request, exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        detail = {404: "No such Upload 2.0 endpoint.", 405: f"{request.method} is not allowed here.",
-                  413: "The request body is too large."}.get(exc.status, exc.reason)
-        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return problem(exc.status, detail, [{"source": "request", "message": detail}], headers)
+def problems_for(api: str):
+    """A middleware answering every error of an API as a problem document, aiohttp's own (404,
+    405, 413) too."""
+
+    @web.middleware
+    async def problems(request: web.Request, handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except PublishError as exc:
+            return refusal(request, exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            detail = {404: f"No such {api} endpoint.", 405: f"{request.method} is not allowed here.",
+                      413: "The request body is too large."}.get(exc.status, exc.reason)
+            headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+            return problem(exc.status, detail, [{"source": "request", "message": detail}], headers)
+
+    return problems
+
+
+problems = problems_for("Upload 2.0")

@@ -24,14 +24,14 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from ..config import User
+from ..publish.actor import Actor
 from ..publish.errors import Denied, Invalid
 from ..publish.protocol import API_VERSION, COMPATIBLE_VERSIONS, MECHANISM, MEDIA_TYPE
 from ..publish.service import SessionView
 from ..publish.states import FileState
 from ..storage.records import Upload
-from .auth import authenticate
-from .keys import PUBLISHER, SETTINGS
+from .auth import authenticate_publisher
+from .keys import PUBLISHER, SETTINGS, TOKENS
 from .problems import problems
 
 RETRY_AFTER = "1"
@@ -67,12 +67,12 @@ async def read_request(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def require_user(request: web.Request) -> User:
-    user = authenticate(request, request.config_dict[SETTINGS])
-    if user is None:
-        raise Denied("Authenticate with the username and password of a configured upload user.",
-                     source="Authorization", status=401)
-    return user
+async def require_user(request: web.Request) -> Actor:
+    actor = await authenticate_publisher(request, request.config_dict[SETTINGS], request.config_dict[TOKENS])
+    if actor is None:
+        raise Denied("Authenticate with the username and password of a configured upload user, or as "
+                     "__token__ with an API token.", source="Authorization", status=401)
+    return actor
 
 
 def extension(body: dict[str, Any]) -> float:
@@ -143,32 +143,32 @@ def upload_body(request: web.Request, upload: Upload) -> dict[str, Any]:
 
 
 async def create_session(request: web.Request) -> web.Response:
-    user = require_user(request)
+    user = await require_user(request)
     body = await read_request(request)
     view = await request.config_dict[PUBLISHER].create_session(user, body.get("name"), body.get("version"))
     return respond(session_body(request, view), 201, {hdrs.LOCATION: session_url(request, view.session.token)})
 
 
 async def session_status(request: web.Request) -> web.Response:
-    view = await request.config_dict[PUBLISHER].session(require_user(request), request.match_info["token"],
+    view = await request.config_dict[PUBLISHER].session(await require_user(request), request.match_info["token"],
                                                         allow_ended=True)
     return respond(session_body(request, view))
 
 
 async def cancel_session(request: web.Request) -> web.Response:
-    view = await request.config_dict[PUBLISHER].cancel(require_user(request), request.match_info["token"])
+    view = await request.config_dict[PUBLISHER].cancel(await require_user(request), request.match_info["token"])
     return respond(session_body(request, view))
 
 
 async def publish_session(request: web.Request) -> web.Response:
-    user = require_user(request)
+    user = await require_user(request)
     await read_request(request)
     view = await request.config_dict[PUBLISHER].publish(user, request.match_info["token"])
     return respond(session_body(request, view), 201, {hdrs.LOCATION: session_url(request, view.session.token)})
 
 
 async def extend_session(request: web.Request) -> web.Response:
-    user = require_user(request)
+    user = await require_user(request)
     seconds = extension(await read_request(request))
     view = await request.config_dict[PUBLISHER].extend(user, request.match_info["token"], seconds)
     return respond(session_body(request, view))
@@ -178,7 +178,7 @@ async def extend_session(request: web.Request) -> web.Response:
 
 
 async def create_upload(request: web.Request) -> web.Response:
-    user = require_user(request)
+    user = await require_user(request)
     publisher = request.config_dict[PUBLISHER]
     await publisher.session(user, request.match_info["token"])  # 404 before a body is read
     upload = await publisher.add_file(user, request.match_info["token"], await read_request(request))
@@ -187,19 +187,19 @@ async def create_upload(request: web.Request) -> web.Response:
 
 
 async def upload_status(request: web.Request) -> web.Response:
-    upload = await request.config_dict[PUBLISHER].upload(require_user(request), request.match_info["token"],
+    upload = await request.config_dict[PUBLISHER].upload(await require_user(request), request.match_info["token"],
                                                          request.match_info["upload"], allow_ended=True)
     return respond(upload_body(request, upload), headers={"Retry-After": RETRY_AFTER})
 
 
 async def delete_upload(request: web.Request) -> web.Response:
-    await request.config_dict[PUBLISHER].delete_file(require_user(request), request.match_info["token"],
+    await request.config_dict[PUBLISHER].delete_file(await require_user(request), request.match_info["token"],
                                                      request.match_info["upload"])
     return web.Response(status=204)
 
 
 async def extend_upload(request: web.Request) -> web.Response:
-    user = require_user(request)
+    user = await require_user(request)
     publisher = request.config_dict[PUBLISHER]
     await publisher.upload(user, request.match_info["token"], request.match_info["upload"])
     seconds = extension(await read_request(request))
@@ -209,13 +209,13 @@ async def extend_upload(request: web.Request) -> web.Response:
 
 async def upload_content(request: web.Request) -> web.Response:
     await request.config_dict[PUBLISHER].receive_file(
-        require_user(request), request.match_info["token"], request.match_info["upload"],
+        await require_user(request), request.match_info["token"], request.match_info["upload"],
         request.content.iter_chunked(1 << 20), request.content_length)
     return web.Response(status=204)
 
 
 async def upload_attestations(request: web.Request) -> web.Response:
-    user = require_user(request)
+    user = await require_user(request)
     publisher = request.config_dict[PUBLISHER]
     await publisher.upload(user, request.match_info["token"], request.match_info["upload"])
     await publisher.set_attestations(user, request.match_info["token"], request.match_info["upload"],
@@ -224,7 +224,7 @@ async def upload_attestations(request: web.Request) -> web.Response:
 
 
 async def complete_upload(request: web.Request) -> web.Response:
-    user = require_user(request)
+    user = await require_user(request)
     publisher = request.config_dict[PUBLISHER]
     await publisher.upload(user, request.match_info["token"], request.match_info["upload"])
     await read_request(request)
