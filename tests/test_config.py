@@ -114,3 +114,32 @@ def test_ca_bundle_is_checked_when_loading(tmp_path):
     system = "/etc/ssl/certs/ca-certificates.crt"
     if os.path.exists(system):
         assert build({"ca_bundle": system}).ca_bundle == system
+
+
+def test_tidegate_config_prints_the_documented_file_which_an_installed_wheel_ships():
+    out = subprocess.run([sys.executable, "-m", "tidegate", "config"], capture_output=True, text=True, check=True).stdout
+    assert out == EXAMPLE.read_text()  # config/tidegate.toml is the same file, kept in sync here
+    packaged = Path(__file__).parent.parent / "src" / "tidegate" / "tidegate.toml"
+    assert packaged.read_text() == out
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert 'tidegate = ["tidegate.toml"]' in pyproject  # package data: in the wheel
+
+
+def test_help_and_errors_never_point_at_a_checkout_path():
+    helps = [subprocess.run([sys.executable, "-m", "tidegate", *cmd, "--help"], capture_output=True, text=True,
+                            check=True).stdout for cmd in ([], ["serve"], ["upload"], ["token"], ["config"])]
+    assert all("config/tidegate.toml" not in text for text in helps)
+    with pytest.raises(ConfigError) as exc:
+        build({"no_such_setting": 1})
+    assert "config/tidegate.toml" not in str(exc.value) and "tidegate config" in str(exc.value)
+
+
+@pytest.mark.parametrize("url", ["https://pypi.org/", "https://pypi.org", "https://pypi.org/pypi/",
+                                 "https://test.pypi.org/"])
+def test_a_pypi_url_that_is_not_its_simple_index_gets_a_hint(url):
+    with pytest.raises(ConfigError) as exc:
+        build({"upstreams": [url]})
+    assert "did you mean https://" in str(exc.value) and "/simple/?" in str(exc.value)
+    proc = subprocess.run([sys.executable, "-m", "tidegate", "serve", "--upstream", url, "--data-dir", "/nonexistent"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "did you mean" in proc.stderr

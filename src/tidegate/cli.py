@@ -1,4 +1,6 @@
-"""Command line: `tidegate serve`, `backup`, `yank` and `hash-password` (and the upload client's commands)."""
+"""Command line: `tidegate serve`, `backup`, `hash-password` and `config`; the client's commands
+(upload, session, yank, delete) and the administration commands (token, audit, yank --data-dir)
+are registered from client/args.py and admin/args.py."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import sys
 from typing import Any, Sequence
 
 from . import __version__
+from .admin import args as admin_args
 from .client import args as client_args
 from .config import DEFAULT_PORT, ConfigError, Settings, load
 
@@ -18,7 +21,8 @@ log = logging.getLogger("tidegate")
 SERVE_HELP = """\
 Start the proxy. Every setting can also come from a TOML file (--config) or a TIDEGATE_<KEY>
 environment variable (TIDEGATE_UPSTREAM takes a space- or comma-separated list); flags win over
-the environment, which wins over the file. config/tidegate.toml documents every setting.
+the environment, which wins over the file. `tidegate config` prints every setting with its
+default and what it does.
 """
 
 
@@ -42,16 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
     serve.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
 
-    yank = commands.add_parser("yank", help="yank (or un-yank) a file of the local index (PEP 592)",
-                               description="Mark a published local file as yanked: installers skip it unless "
-                                           "a requirement pins its exact version. Runs on the server's data "
-                                           "directory; running workers see the change at once.")
-    yank.add_argument("filename", help="the published file, e.g. acme_core-2.0-py3-none-any.whl")
-    yank.add_argument("--reason", default="", help="why it was yanked (shown by pip and uv)")
-    yank.add_argument("--undo", action="store_true", help="un-yank the file")
-    yank.add_argument("--config", metavar="FILE", default=os.environ.get("TIDEGATE_CONFIG"))
-    yank.add_argument("--data-dir", dest="data_dir", metavar="DIR")
-
     backup = commands.add_parser(
         "backup", help="back up the data directory while tidegate serves",
         description="Copy the local index and every other database with SQLite's backup API (a consistent "
@@ -68,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     hashpw = commands.add_parser("hash-password", help="print a hashed password for a [[users]] entry")
     hashpw.add_argument("--password", help="the password (default: prompt)")
     client_args.add_parsers(commands)
+    admin_args.add_parsers(commands)
     return parser
 
 
@@ -77,26 +72,6 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Set
         for key in ("host", "port", "data_dir", "upstreams", "offline", "workers", "log_level")
     }
     return load(args.config, environ, flags)
-
-
-def yank(settings: Settings, filename: str, reason: str | None) -> int:
-    import asyncio
-
-    from .publish.service import Publisher, no_upstream
-    from .storage import open_storage
-
-    async def run() -> bool:
-        storage = await open_storage(settings)
-        try:
-            return await Publisher(settings, storage.index, storage.local_blobs, no_upstream).yank(filename, reason)
-        finally:
-            await storage.close()
-
-    if not asyncio.run(run()):
-        print(f"tidegate: {filename} is not a published file of the local index", file=sys.stderr)
-        return 1
-    print(f"{filename}: {'un-yanked' if reason is None else 'yanked'}")
-    return 0
 
 
 def backup(settings: Settings, dest: str, cached_files: bool) -> int:
@@ -119,7 +94,13 @@ def backup(settings: Settings, dest: str, cached_files: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("upload", "session"):
+    if args.command == "config":
+        from importlib.resources import files
+
+        sys.stdout.write(files("tidegate").joinpath("tidegate.toml").read_text())
+        return 0
+    local_yank = args.command == "yank" and (args.data_dir or args.config)
+    if args.command in ("upload", "session", "delete") or (args.command == "yank" and not local_yank):
         from .client import cli as client_cli  # imported only when used: it loads aiohttp
 
         return client_cli.run(args)
@@ -134,14 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tidegate: bad setting {exc}", file=sys.stderr)
         return 2
-    if args.command == "yank":
-        from .storage import DataDirError
+    if args.command in ("token", "audit", "yank"):
+        from .admin import commands as admin  # imported only when used: it loads the storage
 
         try:
-            return yank(settings, args.filename, None if args.undo else args.reason)
-        except DataDirError as exc:
-            print(f"tidegate: {exc}", file=sys.stderr)
-            return 1
+            return admin.run(args, settings)
+        except ConfigError as exc:
+            print(f"tidegate: bad setting {exc}", file=sys.stderr)
+            return 2
     if args.command == "backup":
         return backup(settings, args.dest, args.cached_files)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")

@@ -256,6 +256,7 @@ def _upstream(key: str, raw: Any, index: int) -> Upstream:
     if "url" not in raw:
         raise ConfigError(f"{key}.url", "missing")
     url = parse_url(f"{key}.url", raw["url"])
+    _check_simple_url(f"{key}.url", url)
     return Upstream(
         url=url,
         name=parse_str(f"{key}.name", raw["name"]) if "name" in raw else _default_name(url),
@@ -268,6 +269,18 @@ def _upstream(key: str, raw: Any, index: int) -> Upstream:
         max_connections=parse_int(f"{key}.max_connections", raw.get("max_connections", 32), low=1, high=1024),
         list_projects=parse_bool(f"{key}.list_projects", raw.get("list_projects", True)),
     )
+
+
+# Hosts whose simple index is known to live at /simple/ only: anything else there cannot work.
+SIMPLE_AT = {"pypi.org": "/simple/", "www.pypi.org": "/simple/", "test.pypi.org": "/simple/"}
+
+
+def _check_simple_url(key: str, url: str) -> None:
+    parts = urlsplit(url)
+    expected = SIMPLE_AT.get(parts.hostname or "")
+    if expected and parts.path != expected:
+        fixed = parts._replace(path=expected, query="", fragment="").geturl()
+        raise ConfigError(key, f"{url} is not {parts.hostname}'s package index; did you mean {fixed}?")
 
 
 def _default_name(url: str) -> str:
@@ -330,7 +343,7 @@ def build(*layers: Mapping[str, Any]) -> Settings:
         merged.update({k: v for k, v in layer.items() if v is not None})
     unknown = set(merged) - set(_SCALARS) - set(_TABLES)
     if unknown:
-        raise ConfigError(sorted(unknown)[0], "unknown setting (see config/tidegate.toml for the list)")
+        raise ConfigError(sorted(unknown)[0], "unknown setting (`tidegate config` prints them all)")
     values: dict[str, Any] = {key: parse(key, merged[key]) for key, parse in _SCALARS.items() if key in merged}
     raw_upstreams = parse_list("upstreams", merged.get("upstreams", [DEFAULT_UPSTREAM]))
     upstreams = tuple(_upstream(f"upstreams[{i}]", raw, i) for i, raw in enumerate(raw_upstreams))

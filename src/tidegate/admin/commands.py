@@ -18,7 +18,7 @@ from ..publish.actor import Actor
 from ..publish.errors import PublishError
 from ..publish.service import Publisher, no_upstream
 from ..publish.tokens import Tokens, state
-from ..storage import Storage, open_storage
+from ..storage import DataDirError, Storage, open_storage
 
 T = TypeVar("T")
 
@@ -69,6 +69,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return yank(args, settings)
     except PublishError as exc:
         print(f"tidegate: {exc.message}", file=sys.stderr)
+        return 1
+    except DataDirError as exc:
+        print(f"tidegate: {exc}", file=sys.stderr)
         return 1
 
 

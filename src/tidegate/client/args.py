@@ -19,16 +19,31 @@ On failure or Ctrl-C, the sessions created by this command are canceled.
 """
 
 SESSION_HELP = """\
-Query, publish or cancel a publishing session staged with `tidegate upload --stage`.
-ID is the session URL that command printed, or the session token with --repository
+`list` shows the open publishing sessions of every project you may upload, with their stage
+and session URLs. `status`, `publish` and `cancel` act on one, such as those staged with
+`tidegate upload --stage`: ID is its session URL, or its session token with --repository
 (tidegate serves sessions at <repository>/upload/session/<token>).
 """
 
+YANK_HELP = """\
+Mark a published local file, or every file of a release, as yanked (PEP 592): installers skip
+it unless a requirement pins its exact version. Over HTTP (<repository>/manage/) with the
+usual credentials, which must be allowed to upload the project; with --data-dir or --config,
+on the server's data directory instead. Running servers see the change at once.
+"""
+
+DELETE_HELP = """\
+Delete a published local file, or every file of a release, through <repository>/manage/.
+Installs pinned to it fail from then on; `tidegate yank` is the gentle alternative.
+"""
+
 CREDENTIALS_HELP = """\
-Credentials (HTTP Basic) come from --username/--password, else TIDEGATE_USERNAME and
-TIDEGATE_PASSWORD, else ~/.pypirc: the section named by --repository-name, or the index server
+Credentials (HTTP Basic; an API token is the password of user __token__) come from
+--username/--password, else TIDEGATE_USERNAME and TIDEGATE_PASSWORD, else TWINE_USERNAME and
+TWINE_PASSWORD, else ~/.pypirc: the section named by --repository-name, or the index server
 whose `repository` is the repository URL. The repository is --repository, else the
---repository-name section's `repository`, else TIDEGATE_REPOSITORY, else %s.
+--repository-name section's `repository`, else TIDEGATE_REPOSITORY, else TWINE_REPOSITORY_URL,
+else %s. Any of the server's API URLs will do (a twine-style .../legacy/ too).
 """ % DEFAULT_REPOSITORY
 
 
@@ -55,12 +70,32 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                         help="use the legacy upload API even if Upload 2.0 is available")
     _add_target_options(upload)
 
-    session = subparsers.add_parser("session", help="status, publish or cancel a staged session",
+    session = subparsers.add_parser("session", help="list your open sessions; status, publish or cancel one",
                                     description=SESSION_HELP, epilog=CREDENTIALS_HELP,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    session.add_argument("action", choices=["status", "publish", "cancel"])
-    session.add_argument("id", metavar="ID", help="session URL, or session token with --repository")
+    session.add_argument("action", choices=["list", "status", "publish", "cancel"])
+    session.add_argument("id", metavar="ID", nargs="?",
+                         help="session URL, or session token with --repository (not for list)")
     _add_target_options(session)
+
+    yank = subparsers.add_parser("yank", help="yank (or un-yank) a local file or release (PEP 592)",
+                                 description=YANK_HELP, epilog=CREDENTIALS_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    yank.add_argument("target", nargs="+", metavar="FILE | NAME VERSION",
+                      help="a published file (acme_core-2.0-py3-none-any.whl), or a project and version")
+    yank.add_argument("--reason", default="", help="why it was yanked (shown by pip and uv)")
+    yank.add_argument("--undo", action="store_true", help="un-yank instead")
+    _add_target_options(yank)
+    yank.add_argument("--data-dir", dest="data_dir", metavar="DIR",
+                      help="work on this server data directory instead of over HTTP")
+    yank.add_argument("--config", metavar="FILE", help="work on the data directory this settings file names")
+
+    delete = subparsers.add_parser("delete", help="delete a local file or release for good",
+                                   description=DELETE_HELP, epilog=CREDENTIALS_HELP,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    delete.add_argument("target", nargs="+", metavar="FILE | NAME VERSION",
+                        help="a published file, or a project and version (all its files)")
+    _add_target_options(delete)
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:

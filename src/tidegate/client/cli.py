@@ -23,6 +23,7 @@ from typing import TextIO
 import aiohttp
 
 from .. import __version__
+from . import manage
 from . import upload as up
 from .args import DEFAULT_REPOSITORY, UsageError, add_parsers  # noqa: F401 - re-exported
 
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def run_async(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
-    handler = upload_command if args.command == "upload" else session_command
+    handler = {"upload": upload_command, "session": session_command, "yank": yank_command,
+               "delete": delete_command}[args.command]
     try:
         return await handler(args, os.environ if environ is None else environ)
     except UsageError as exc:
@@ -74,6 +76,18 @@ async def upload_command(args: argparse.Namespace, environ: Mapping[str, str]) -
 
 async def session_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     target = resolve_target(args, environ)
+    if args.action == "list":
+        if args.id:
+            raise UsageError("session list takes no ID")
+        async with client_session(target) as http:
+            sessions = await manage.open_sessions(http, target.repository)
+        for body in sessions:
+            print_listed(body)
+        if not sessions:
+            print(f"no open sessions at {target.repository} for your projects", file=sys.stderr)
+        return 0
+    if not args.id:
+        raise UsageError(f"session {args.action} needs the session URL or token (`tidegate session list` shows them)")
     url = up.session_url(target.repository, args.id)
     async with client_session(target) as http:
         if args.action == "cancel":
@@ -93,7 +107,42 @@ async def session_command(args: argparse.Namespace, environ: Mapping[str, str]) 
         return 0
 
 
+async def yank_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    _check_release_target(args.target)
+    target = resolve_target(args, environ)
+    reason = None if args.undo else args.reason
+    async with client_session(target) as http:
+        files = await manage.yank(http, target.repository, args.target, reason)
+    for f in files:
+        print(f"{f.get('filename')}: {'un-yanked' if reason is None else 'yanked'}")
+    return 0
+
+
+async def delete_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    _check_release_target(args.target)
+    target = resolve_target(args, environ)
+    async with client_session(target) as http:
+        files = await manage.delete(http, target.repository, args.target)
+    for f in files:
+        print(f"{f.get('filename')}: deleted")
+    return 0
+
+
+def _check_release_target(target: list[str]) -> None:
+    if len(target) not in (1, 2):
+        raise UsageError("give one published file, or a project name and a version")
+
+
 # --- output ------------------------------------------------------------------------------------
+
+
+def print_listed(body: dict) -> None:
+    links = body.get("links") or {}
+    files = body.get("files") or {}
+    print(f"{body.get('project', '?')} {body.get('version', '?')}  {body.get('status', '?')}  "
+          f"{len(files)} file(s)  expires {body.get('expires-at', '?')}")
+    print(f"  stage:   {links.get('stage', '?')}")
+    print(f"  session: {links.get('session', '?')}")
 
 
 def print_outcome(outcome: up.Outcome, stage: bool) -> None:
@@ -118,14 +167,17 @@ def print_outcome(outcome: up.Outcome, stage: bool) -> None:
         print(f"  cancel:  tidegate session cancel {session.url}")
 
 
+LIVE_STATUSES = ("open", "processing", "error")  # PEP 694's non-terminal session states
+
+
 def print_session(body: dict) -> None:
     links = body.get("links") or {}
     print(f"session: {links.get('session', '?')}")
     print(f"status:  {body.get('status', '?')}")
     if body.get("expires-at"):
         print(f"expires: {body['expires-at']}")
-    if links.get("stage"):
-        print(f"stage:   {links['stage']}")
+    if links.get("stage") and body.get("status") in LIVE_STATUSES:
+        print(f"stage:   {links['stage']}")  # an ended session's stage URL answers 404
     files = body.get("files") or {}
     print(f"files:   {len(files)}")
     for filename, info in sorted(files.items()):
@@ -141,7 +193,9 @@ class Progress:
     """Per-file progress on a terminal: a block of lines redrawn in place; rows that are done
     scroll out of the block for good. Not a terminal (CI logs): one line per state change."""
 
-    SETTLED = ("done", "skipped", "failed")
+    SETTLED = ("done", "exists", "skipped", "failed")
+    SAID = {"exists": "already published, identical: nothing to do",
+            "skipped": "skipped, a file of this name is already published"}
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
@@ -159,7 +213,8 @@ class Progress:
         changed = previous is None or previous[0] != state
         if not self.tty:
             if changed and state != "queued":
-                self._write(f"{filename}: {state}" + (f" ({_human(size)})" if state == "uploading" else "") + "\n")
+                said = self.SAID.get(state, state) + (f" ({_human(size)})" if state == "uploading" else "")
+                self._write(f"{filename}: {said}\n")
         elif changed or time.monotonic() - self.last_draw >= 0.1:  # bytes only: ~10 redraws/s
             self._draw()
 
@@ -226,15 +281,30 @@ def resolve_target(args: argparse.Namespace, environ: Mapping[str, str],
         if args.repository_name not in servers:
             raise UsageError(f"no [{args.repository_name}] index server in ~/.pypirc")
         section = servers[args.repository_name]
-    repository = (args.repository or section.get("repository") or environ.get("TIDEGATE_REPOSITORY")
-                  or DEFAULT_REPOSITORY).rstrip("/")
+    repository = base_url(args.repository or section.get("repository") or environ.get("TIDEGATE_REPOSITORY")
+                          or environ.get("TWINE_REPOSITORY_URL") or DEFAULT_REPOSITORY)
     if not args.repository_name:
-        section = next((s for s in servers.values() if s.get("repository", "").rstrip("/") == repository), {})
-    username = args.username or environ.get("TIDEGATE_USERNAME") or section.get("username")
-    password = args.password or environ.get("TIDEGATE_PASSWORD") or section.get("password")
+        section = next((s for s in servers.values() if base_url(s.get("repository", "")) == repository), {})
+    username = (args.username or environ.get("TIDEGATE_USERNAME") or environ.get("TWINE_USERNAME")
+                or section.get("username"))
+    password = (args.password or environ.get("TIDEGATE_PASSWORD") or environ.get("TWINE_PASSWORD")
+                or section.get("password"))
     if username and password is None and sys.stdin.isatty():
         password = getpass.getpass(f"Password for {username} at {repository}: ")
     return Target(repository, username, password)
+
+
+API_SUFFIXES = ("/legacy", "/upload", "/simple")
+
+
+def base_url(url: str) -> str:
+    """The server's base URL from any of its API URLs: a .pypirc written for twine says
+    `repository = https://host/legacy/`, and Upload 2.0 lives beside it at /upload/."""
+    url = url.strip().rstrip("/")
+    for suffix in API_SUFFIXES:
+        if url.endswith(suffix):
+            return url[: -len(suffix)]
+    return url
 
 
 def read_pypirc(path: Path) -> dict[str, dict[str, str]]:

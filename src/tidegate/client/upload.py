@@ -33,6 +33,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from packaging.utils import (
     InvalidSdistFilename,
+    canonicalize_name,
     InvalidWheelFilename,
     parse_sdist_filename,
     parse_wheel_filename,
@@ -521,7 +522,7 @@ async def upload_dists(http: aiohttp.ClientSession, repository: str,
                                                skip_existing=skip_existing, reporter=reporter)
             outcome = Outcome(name, version, session)
             outcomes.append(outcome)
-            await _upload_session_files(http, outcome, dists, jobs, skip_existing, reporter)
+            await _upload_session_files(http, repository, outcome, dists, jobs, skip_existing, reporter)
             if not outcome.uploaded and session.created:
                 # Everything was skipped: an empty session would only reserve the name.
                 await cancel_session(http, session.url)
@@ -538,8 +539,8 @@ async def upload_dists(http: aiohttp.ClientSession, repository: str,
     return outcomes
 
 
-async def _upload_session_files(http: aiohttp.ClientSession, outcome: Outcome, dists: list[Dist],
-                                jobs: int, skip_existing: bool, reporter: Reporter) -> None:
+async def _upload_session_files(http: aiohttp.ClientSession, repository: str, outcome: Outcome,
+                                dists: list[Dist], jobs: int, skip_existing: bool, reporter: Reporter) -> None:
     session = outcome.session
     assert session is not None
     for dist in dists:
@@ -556,13 +557,16 @@ async def _upload_session_files(http: aiohttp.ClientSession, outcome: Outcome, d
                 await upload_file(http, session, dist, reporter)
                 outcome.uploaded.append(dist.filename)
                 return
-            except FileConflict as exc:
+            except FileConflict:
                 if in_flight == 1:  # nothing else of ours in flight: a real conflict
-                    if not skip_existing:
+                    # PEP 694 refuses any file already published (409); the same bytes are
+                    # success, as the legacy API answers them (and twine reports them).
+                    if await is_published(http, repository, dist):
+                        reporter.file(dist.filename, "exists", 0, dist.size)
+                    elif skip_existing:
+                        reporter.file(dist.filename, "skipped", 0, dist.size)
+                    else:
                         raise
-                    reporter.file(dist.filename, "skipped", 0, dist.size)
-                    reporter.note(f"{dist.filename}: skipped, the server already has it"
-                                  f"{format_problem(exc.problem or {})}")
                     outcome.skipped.append(dist.filename)
                     return
             except BaseException:
@@ -579,6 +583,25 @@ async def _upload_session_files(http: aiohttp.ClientSession, outcome: Outcome, d
                 await finished.wait()
 
     await run_bounded(jobs, [lambda d=dist: one(d) for dist in dists])
+
+
+async def is_published(http: aiohttp.ClientSession, repository: str, dist: Dist) -> bool:
+    """Whether the repository's index (PEP 691 JSON) lists this very file, by its sha256."""
+    url = f"{repository.rstrip('/')}/simple/{canonicalize_name(dist.name)}/"
+    try:
+        async with http.get(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"}) as resp:
+            if resp.status != 200 or "json" not in resp.content_type:
+                return False
+            page = json.loads(await resp.read())
+    except (aiohttp.ClientError, ValueError):
+        return False
+    files = page.get("files") if isinstance(page, dict) else None
+    entry = next((f for f in files or () if isinstance(f, dict) and f.get("filename") == dist.filename), None)
+    hashes = entry.get("hashes") if entry else None
+    if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256"), str):
+        return False
+    digests = await asyncio.to_thread(file_digests, dist.path)
+    return hashes["sha256"].lower() == digests["sha256"]
 
 
 async def run_bounded(jobs: int, factories: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
@@ -678,7 +701,6 @@ async def legacy_upload(http: aiohttp.ClientSession, repository: str, dist: Dist
     if reply.status == 400 and (text.startswith("File already exists") or reason.startswith("File already exists")):
         if skip_existing:
             reporter.file(dist.filename, "skipped", 0, size)
-            reporter.note(f"{dist.filename}: skipped, the server already has it")
             return False
         reporter.file(dist.filename, "failed", 0, size)
         raise UploadError(f"{dist.filename}: the server already has this file (use --skip-existing to go on)",
