@@ -91,9 +91,16 @@ async def test_remote_delete_of_a_file_and_a_release(tidegate, installer_env, tm
     assert await files(tg) == {}
     code, _, err = await run(tidegate_cmd(tg, "delete", w1.name), installer_env, ok=False)
     assert code == 1 and "not a published file" in err
-    # The same file can be uploaded again (a fresh release of it).
+    # The same file can be uploaded again; other bytes under a deleted name never can (caches
+    # in front keep the old bytes of an immutable URL), through either API.
     await run(tidegate_cmd(tg, "upload", str(w2)), installer_env)
     assert set(await files(tg)) == {w2.name}
+    changed = build_wheel(tmp_path / "changed", "acme-core", "1.0", module_code="__version__ = 'other'\n")
+    for api, said in (([], "was deleted from this index"), (["--legacy"], "already has this file")):
+        code, _, err = await run(tidegate_cmd(tg, "upload", *api, str(changed)), installer_env, ok=False)
+        assert code == 1 and said in err, api
+    await run(tidegate_cmd(tg, "upload", str(w1)), installer_env)
+    assert set(await files(tg)) == {w1.name, w2.name}
 
 
 async def test_management_is_authorized_per_user(tidegate, installer_env, tmp_path):

@@ -85,6 +85,11 @@ def already_exists(filename: str) -> str:
 Who = Actor | User
 
 
+def reused(filename: str) -> str:
+    return (f"File already exists: {filename} was deleted from this index, and a file name never comes back "
+            "with other contents (caches keep the old bytes); upload it under a new version.")
+
+
 def require_right(who: Who, project: str) -> None:
     """Checked on every request, as PEP 694 requires: rights can change while a session is open."""
     if not who.may_upload(project):
@@ -192,7 +197,8 @@ class Publisher:
             states.session_transition(session.status, SessionEvent.PUBLISH_FAILED_SYNC)
             if not uploads:
                 raise Invalid("The session has no files to publish; upload at least one.", source="session")
-            taken = [u.filename for u in uploads if rows.published(u.filename) is not None]
+            taken = [u.filename for u in uploads if rows.published(u.filename) is not None
+                     or rows.deleted(u.filename) not in (None, u.sha256)]
             if taken:
                 raise Conflict("Already published, and published files never change: " + ", ".join(taken) + ".",
                                source="session", files=taken)
@@ -260,6 +266,9 @@ class Publisher:
             if rows.published(filename) is not None:
                 raise Conflict(f"{filename} is already published, and published files never change.",
                                source="filename")
+            gone = rows.deleted(filename)  # without a declared sha256, publish checks it
+            if gone is not None and hashes.get("sha256", gone) != gone:
+                raise Conflict(reused(filename), source="filename")
             other = next((u for u in rows.uploads(token) if u.filename == filename and u.status != FileState.CANCELED),
                          None)
             if other is not None:
@@ -450,6 +459,8 @@ class Publisher:
                     if existing.sha256 == file.sha256:
                         return False
                     raise Invalid(already_exists(filename), source="content")
+                if rows.deleted(filename) not in (None, file.sha256):
+                    raise Invalid(reused(filename), source="content")
                 if is_sdist(filename):
                     other = [f.filename for f in rows.files_of(project) if f.version == version and is_sdist(f.filename)]
                     if other:
@@ -504,7 +515,7 @@ class Publisher:
 
         def delete(rows: IndexRows) -> PublishedFile:
             file = self._still_published(rows, filename)
-            rows.delete_file(filename)
+            rows.delete_file(filename, file.sha256 or "")
             audit.record(rows, as_actor(who), now, "delete", filename, sha256=file.sha256)
             return file
 
@@ -520,7 +531,7 @@ class Publisher:
         def delete(rows: IndexRows) -> list[PublishedFile]:
             files = [f for f in rows.files_of(project) if f.version == version]
             for f in files:
-                rows.delete_file(f.filename)
+                rows.delete_file(f.filename, f.sha256 or "")
             audit.record(rows, as_actor(who), now, "delete", f"{project} {version}",
                          files=[f.filename for f in files])
             return files

@@ -100,6 +100,10 @@ MIGRATIONS = (
         detail TEXT NOT NULL DEFAULT '{}'      -- JSON object
     );
     CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+    CREATE TABLE IF NOT EXISTS deleted_files ( -- a deleted filename never comes back with other bytes
+        filename TEXT PRIMARY KEY,
+        sha256 TEXT NOT NULL
+    );
     CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -204,8 +208,14 @@ class IndexRows:
     def set_yanked(self, filename: str, reason: str | None) -> bool:
         return self._db.execute("UPDATE files SET yanked = ? WHERE filename = ?", (reason, filename)).rowcount == 1
 
-    def delete_file(self, filename: str) -> None:
+    def delete_file(self, filename: str, sha256: str) -> None:
         self._db.execute("DELETE FROM files WHERE filename = ?", (filename,))
+        self._db.execute("INSERT OR REPLACE INTO deleted_files (filename, sha256) VALUES (?, ?)", (filename, sha256))
+
+    def deleted(self, filename: str) -> str | None:
+        """The sha256 a deleted file of this name had, or None if none was deleted."""
+        rows = self._all("SELECT sha256 FROM deleted_files WHERE filename = ?", (filename,))
+        return rows[0][0] if rows else None
 
     def files_with_blob(self, sha256: str) -> int:
         return self._all("SELECT COUNT(*) FROM files WHERE sha256 = ?", (sha256,))[0][0]
