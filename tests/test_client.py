@@ -302,7 +302,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    for key in ("TIDEGATE_USERNAME", "TIDEGATE_PASSWORD", "TIDEGATE_REPOSITORY"):
+    for key in ("TIDEGATE_USERNAME", "TIDEGATE_PASSWORD", "TIDEGATE_REPOSITORY", "TWINE_USERNAME", "TWINE_PASSWORD",
+                "TWINE_REPOSITORY_URL"):
         monkeypatch.delenv(key, raising=False)
     return home
 
@@ -609,6 +610,21 @@ async def test_credentials_precedence(
     assert await auths() == {("env-user", "env-pass")}
     # Flags win over everything.
     assert await auths("-u", "flag-user", "--password", "flag-pass") == {("flag-user", "flag-pass")}
+    # twine's variables come after tidegate's.
+    monkeypatch.setenv("TWINE_USERNAME", "__token__")
+    monkeypatch.setenv("TWINE_PASSWORD", "tdg_secret")
+    assert await auths() == {("env-user", "env-pass")}
+    for key in ("TIDEGATE_REPOSITORY", "TIDEGATE_USERNAME", "TIDEGATE_PASSWORD"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("TWINE_REPOSITORY_URL", fake.base + "/legacy/")
+    assert await auths() == {("__token__", "tdg_secret")}
+
+
+@pytest.mark.parametrize("url, base", [("http://h:1/legacy/", "http://h:1"), ("http://h:1/legacy", "http://h:1"),
+                                       ("http://h/upload/", "http://h"), ("http://h/simple/", "http://h"),
+                                       ("https://h/pypi/", "https://h/pypi"), ("https://h/", "https://h")])
+def test_any_of_the_servers_urls_names_it(url: str, base: str) -> None:
+    assert client_cli.base_url(url) == base
 
 
 async def test_unknown_repository_name_is_a_usage_error(dists: dict[str, Path]) -> None:

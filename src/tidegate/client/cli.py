@@ -245,7 +245,8 @@ class Progress:
         fraction = sent / size if size else (1.0 if state == "done" else 0.0)
         bar = "#" * int(fraction * 20)
         width = min(60, max(map(len, self.rows)))
-        return f"{filename:<{width}}  [{bar:-<20}] {int(fraction * 100):3d}% {_human(sent)}/{_human(size)}  {state}"
+        return (f"{filename:<{width}}  [{bar:-<20}] {int(fraction * 100):3d}% {_human(sent)}/{_human(size)}  "
+                f"{self.SAID.get(state, state)}")
 
     def _write(self, text: str) -> None:
         self.stream.write(text)
