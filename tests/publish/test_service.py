@@ -334,3 +334,49 @@ async def test_concurrent_session_creation_makes_one(publisher):
                                    return_exceptions=True)
     assert sum(not isinstance(r, Exception) for r in results) == 1
     assert all(isinstance(r, Conflict) for r in results if isinstance(r, Exception))
+
+
+async def test_delete_and_yank_a_release_and_a_deleted_name_keeps_its_bytes(publisher, storage, dist):
+    session = (await publisher.create_session(ALICE, "demo-pkg", "1.0")).session
+    wheel, sdist = build_wheel(dist, "demo-pkg", "1.0"), build_sdist(dist, "demo-pkg", "1.0")
+    await add(publisher, session.token, wheel)
+    await add(publisher, session.token, sdist)
+    await publisher.publish(ALICE, session.token)
+    yanked = await publisher.yank_release(ALICE, "Demo_Pkg", "1.0", "bad")
+    assert sorted(f.filename for f in yanked) == sorted([wheel.name, sdist.name]) and {f.yanked for f in yanked} == {"bad"}
+    with pytest.raises(Denied):
+        await publisher.delete_release(MALLORY, "demo-pkg", "1.0")
+    with pytest.raises(NotFound):
+        await publisher.delete_release(ALICE, "demo-pkg", "9.9")
+    deleted = await publisher.delete_release(ALICE, "demo-pkg", "1.0")
+    assert len(deleted) == 2 and await published(storage) == [] and await local_blobs(storage) == []
+
+    # Other bytes under the deleted wheel's name: refused when the file is declared with its
+    # sha256, and at publish when it was declared without one.
+    other = build_wheel(dist / "other", "demo-pkg", "1.0", module_code="x = 2\n")
+    data = other.read_bytes()
+    session = (await publisher.create_session(ALICE, "demo-pkg", "1.0")).session
+    request = {"filename": other.name, "size": len(data), "mechanism": "http-post-bytes"}
+    with pytest.raises(Conflict, match="was deleted from this index"):
+        await publisher.add_file(ALICE, session.token, {**request, "hashes": {"sha256": hashlib.sha256(data).hexdigest()}})
+    upload = await publisher.add_file(ALICE, session.token, {**request, "hashes": {"sha512": hashlib.sha512(data).hexdigest()}})
+    await publisher.receive_file(ALICE, session.token, upload.id, chunks(data), len(data))
+    await publisher.complete(ALICE, session.token, upload.id)
+    with pytest.raises(Conflict, match="was deleted from this index"):
+        await publisher.publish(ALICE, session.token)
+    await publisher.cancel(ALICE, session.token)
+    # The very same bytes may come back.
+    session = (await publisher.create_session(ALICE, "demo-pkg", "1.0")).session
+    await add(publisher, session.token, wheel)
+    await publisher.publish(ALICE, session.token)
+    assert await published(storage) == [wheel.name]
+
+
+async def test_open_sessions_are_those_the_caller_may_upload(publisher, clock):
+    mine = (await publisher.create_session(ALICE, "demo-pkg", "1.0")).session
+    ended = (await publisher.create_session(ALICE, "demo-pkg", "2.0")).session
+    await publisher.cancel(ALICE, ended.token)
+    assert [v.session.token for v in await publisher.open_sessions(ALICE)] == [mine.token]
+    assert await publisher.open_sessions(MALLORY) == []
+    clock.now += LIFETIME + 1
+    assert await publisher.open_sessions(ALICE) == []  # expired, even before the sweep

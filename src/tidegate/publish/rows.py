@@ -60,6 +60,12 @@ def extend_session(rows: IndexRows, token: str, until: float) -> None:
 
 
 def referenced(rows: IndexRows, sha256: str) -> bool:
-    """Whether a published file or a live file upload still needs this blob."""
-    return rows.files_with_blob(sha256) > 0 or any(
-        u.status not in states.FILE_TERMINAL for u in rows.uploads_with_blob(sha256))
+    """Whether a published file or a file upload of a live session still needs this blob (a
+    published session's uploads do not: its files do, until one is deleted)."""
+    if rows.files_with_blob(sha256) > 0:
+        return True
+    for upload in rows.uploads_with_blob(sha256):
+        session = rows.session(upload.token) if upload.status not in states.FILE_TERMINAL else None
+        if session is not None and session.status in states.LIVE:
+            return True
+    return False

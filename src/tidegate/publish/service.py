@@ -117,7 +117,7 @@ class Publisher:
 
     # --- publishing sessions ---
 
-    async def create_session(self, user: User, name: object, version: object) -> SessionView:
+    async def create_session(self, user: Who, name: object, version: object) -> SessionView:
         if not isinstance(name, str) or not isinstance(version, str):
             raise Invalid("name and version are required strings.", source="name")
         project, version = check_name_version(name, version)
@@ -139,7 +139,7 @@ class Publisher:
 
         return SessionView(await self._index.write(create), ())
 
-    async def session(self, user: User, token: str, *, allow_ended: bool = False) -> SessionView:
+    async def session(self, user: Who, token: str, *, allow_ended: bool = False) -> SessionView:
         """A session, authorized for this user. Ended sessions keep only their status URL
         (allow_ended); their other URLs answer 404."""
         view = await self._view(token)
@@ -160,7 +160,7 @@ class Publisher:
 
         return await self._index.read(read)
 
-    async def cancel(self, user: User, token: str) -> SessionView:
+    async def cancel(self, user: Who, token: str) -> SessionView:
         view = await self.session(user, token, allow_ended=True)
         now = self._clock()
 
@@ -173,7 +173,7 @@ class Publisher:
         await self._remove_unreferenced(orphans)
         return await self.session(user, token, allow_ended=True)
 
-    async def publish(self, user: User, token: str) -> SessionView:
+    async def publish(self, user: Who, token: str) -> SessionView:
         await self.session(user, token)
         now = self._clock()
 
@@ -197,11 +197,13 @@ class Publisher:
             states.session_transition(session.status, SessionEvent.PUBLISH_FAILED_SYNC)
             if not uploads:
                 raise Invalid("The session has no files to publish; upload at least one.", source="session")
-            taken = [u.filename for u in uploads if rows.published(u.filename) is not None
-                     or rows.deleted(u.filename) not in (None, u.sha256)]
+            taken = [u.filename for u in uploads if rows.published(u.filename) is not None]
             if taken:
                 raise Conflict("Already published, and published files never change: " + ", ".join(taken) + ".",
                                source="session", files=taken)
+            reborn = [u.filename for u in uploads if rows.deleted(u.filename) not in (None, u.sha256)]
+            if reborn:
+                raise Conflict(reused(reborn[0]), source="session", files=reborn)
             sdists = [u.filename for u in uploads if is_sdist(u.filename)] + [
                 f.filename for f in rows.files_of(session.project) if f.version == session.version and is_sdist(f.filename)]
             if len(sdists) > 1:
@@ -222,7 +224,7 @@ class Publisher:
         await self._index.write(publish)
         return await self.session(user, token, allow_ended=True)
 
-    async def extend(self, user: User, token: str, seconds: float) -> SessionView:
+    async def extend(self, user: Who, token: str, seconds: float) -> SessionView:
         view = await self.session(user, token)
         session = view.session
         if session.status in states.EDITABLE:
@@ -234,14 +236,14 @@ class Publisher:
 
     # --- file upload sessions ---
 
-    async def upload(self, user: User, token: str, upload_id: str, *, allow_ended: bool = False) -> Upload:
+    async def upload(self, user: Who, token: str, upload_id: str, *, allow_ended: bool = False) -> Upload:
         view = await self.session(user, token, allow_ended=allow_ended)
         upload = next((u for u in view.uploads if u.id == upload_id), None)
         if upload is None:
             raise NotFound("No such file upload session.")
         return upload
 
-    async def add_file(self, user: User, token: str, request: Mapping[str, object]) -> Upload:
+    async def add_file(self, user: Who, token: str, request: Mapping[str, object]) -> Upload:
         """A new file upload session from a request's filename, size, hashes and mechanism."""
         session = (await self.session(user, token)).session
         filename = request.get("filename")
@@ -279,7 +281,7 @@ class Publisher:
 
         return await self._index.write(add)
 
-    async def receive_file(self, user: User, token: str, upload_id: str, chunks: AsyncIterator[bytes],
+    async def receive_file(self, user: Who, token: str, upload_id: str, chunks: AsyncIterator[bytes],
                            content_length: int | None) -> None:
         """http-post-bytes: the raw file, streamed to disk and checked against the declared size
         and every declared hash before the upload session records it."""
@@ -315,7 +317,7 @@ class Publisher:
         finally:
             self.discard(received)
 
-    async def set_attestations(self, user: User, token: str, upload_id: str, body: bytes) -> None:
+    async def set_attestations(self, user: Who, token: str, upload_id: str, body: bytes) -> None:
         await self.upload(user, token, upload_id)
         try:
             attestations = json.loads(body)
@@ -334,7 +336,7 @@ class Publisher:
 
         await self._index.write(record)
 
-    async def complete(self, user: User, token: str, upload_id: str) -> tuple[Upload, bool]:
+    async def complete(self, user: Who, token: str, upload_id: str) -> tuple[Upload, bool]:
         """Validate the uploaded file: (the upload, whether validation goes on in the background)."""
         session = (await self.session(user, token)).session
         upload = await self.upload(user, token, upload_id)
@@ -392,7 +394,7 @@ class Publisher:
                 raise
             return await self._index.read(lambda rows: rows.upload(upload_id))
 
-    async def delete_file(self, user: User, token: str, upload_id: str) -> None:
+    async def delete_file(self, user: Who, token: str, upload_id: str) -> None:
         await self.upload(user, token, upload_id)
 
         def delete(rows: IndexRows) -> list[str]:
@@ -404,7 +406,7 @@ class Publisher:
 
         await self._remove_unreferenced(await self._index.write(delete))
 
-    async def extend_file(self, user: User, token: str, upload_id: str, seconds: float) -> Upload:
+    async def extend_file(self, user: Who, token: str, upload_id: str, seconds: float) -> Upload:
         view = await self.session(user, token)
         upload = await self.upload(user, token, upload_id)
         # A file upload lives as long as its session at most; extending the file extends both.
@@ -425,7 +427,7 @@ class Publisher:
 
     # --- the legacy API ---
 
-    async def legacy_upload(self, user: User, fields: Mapping[str, str], received: Received, filename: str) -> bool:
+    async def legacy_upload(self, user: Who, fields: Mapping[str, str], received: Received, filename: str) -> bool:
         """Publish one file uploaded through the legacy API; False if the same file was already
         published (a re-upload changes nothing). The caller discards `received`."""
         project, version = check_name_version(fields.get("name", ""), fields.get("version", ""))
