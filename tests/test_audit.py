@@ -117,3 +117,25 @@ async def test_the_log_is_append_only(tidegate):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             await index.write(lambda rows, sql=sql: rows._db.execute(sql))
     assert [e.actor for e in await entries(tg)] == ["rm"]
+
+
+async def test_tokens_and_the_audit_log_are_in_every_backup(tidegate, installer_env, tmp_path):
+    tg = await tidegate(upstreams=[], users=USERS)
+    config = tmp_path / "tidegate.toml"
+    config.write_text(f'data_dir = "{tg.settings.data_dir}"\nupstreams = []\n'
+                      '[[users]]\nname = "rm"\npassword = "pw"\nupload = ["acme-*"]\n')
+    local = [sys.executable, "-m", "tidegate"]
+    token = (await run(local + ["token", "create", "--user", "rm", "--config", str(config)], installer_env))[0].strip()
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    await run(remote(tg, "upload", str(build_wheel(dist, "acme-core", "1.0")), user="__token__", password=token),
+              installer_env)
+    await run(local + ["backup", str(tmp_path / "backup"), "--config", str(config)], installer_env)
+    before = [(e.action, e.subject) for e in await entries(tg)]
+
+    restored = await tidegate(upstreams=[], users=USERS, data_dir=str(tmp_path / "backup"))
+    assert [(e.action, e.subject) for e in await entries(restored)] == before
+    # The restored server takes the same token.
+    await run(remote(restored, "upload", str(build_wheel(dist, "acme-core", "2.0")), user="__token__",
+                     password=token), installer_env)
+    assert [e.action for e in await entries(restored)][-3:] == ["session-create", "upload", "publish"]

@@ -118,9 +118,10 @@ def test_ca_bundle_is_checked_when_loading(tmp_path):
 
 def test_tidegate_config_prints_the_documented_file_which_an_installed_wheel_ships():
     out = subprocess.run([sys.executable, "-m", "tidegate", "config"], capture_output=True, text=True, check=True).stdout
-    assert out == EXAMPLE.read_text()  # config/tidegate.toml is the same file, kept in sync here
     packaged = Path(__file__).parent.parent / "src" / "tidegate" / "tidegate.toml"
-    assert packaged.read_text() == out
+    assert packaged.read_text() == EXAMPLE.read_text(), (
+        "config/tidegate.toml and src/tidegate/tidegate.toml (what `tidegate config` prints) must be the same file")
+    assert out == EXAMPLE.read_text()
     pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     assert 'tidegate = ["tidegate.toml"]' in pyproject  # package data: in the wheel
 
