@@ -139,3 +139,33 @@ async def test_tokens_and_the_audit_log_are_in_every_backup(tidegate, installer_
     await run(remote(restored, "upload", str(build_wheel(dist, "acme-core", "2.0")), user="__token__",
                      password=token), installer_env)
     assert [e.action for e in await entries(restored)][-3:] == ["session-create", "upload", "publish"]
+
+
+@pytest.mark.parametrize("remote, forwarded, trusted, expected", [
+    ("10.0.0.5", "", (), "10.0.0.5"),
+    ("10.0.0.5", "203.0.113.9", (), "10.0.0.5"),  # an untrusted peer's header is ignored
+    ("10.0.0.5", "203.0.113.9", ("10.0.0.0/8",), "203.0.113.9"),
+    ("10.0.0.5", "198.51.100.1, 203.0.113.9, 10.0.0.7", ("10.0.0.0/8",), "203.0.113.9"),  # left of it: forgeable
+    ("10.0.0.5", "10.0.0.9", ("10.0.0.0/8",), "10.0.0.9"),  # every hop trusted: the first
+    ("10.0.0.5", "not-an-ip", ("10.0.0.0/8",), "not-an-ip"),
+    ("::1", "2001:db8::1", ("::1",), "2001:db8::1"),
+])
+def test_the_client_address_behind_trusted_fronts(remote, forwarded, trusted, expected):
+    from tidegate.config import parse_networks
+    from tidegate.web.auth import client_address
+
+    assert client_address(remote, forwarded, parse_networks("t", list(trusted))) == expected
+
+
+async def test_the_audit_log_names_the_client_behind_a_trusted_front(tidegate, tmp_path):
+    import base64
+
+    headers = {"Authorization": "Basic " + base64.b64encode(b"rm:pw").decode(), "X-Forwarded-For": "203.0.113.9"}
+    for trusted, expected in (([], "127.0.0.1"), (["127.0.0.0/8"], "203.0.113.9")):
+        tg = await tidegate(upstreams=[], users=USERS, trusted_proxies=trusted)
+        async with tg.session.post(f"{tg.origin}/upload/", headers={**headers, "Content-Type":
+                                   "application/vnd.pypi.upload.v2+json"},
+                                   data=json.dumps({"meta": {"api-version": "2.0"}, "name": "acme-core",
+                                                    "version": "1.0"})) as r:
+            assert r.status == 201
+        assert [e.address for e in await entries(tg)] == [expected]

@@ -144,3 +144,12 @@ def test_a_pypi_url_that_is_not_its_simple_index_gets_a_hint(url):
     proc = subprocess.run([sys.executable, "-m", "tidegate", "serve", "--upstream", url, "--data-dir", "/nonexistent"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "did you mean" in proc.stderr
+
+
+def test_trusted_proxies_are_addresses_or_networks():
+    s = build({"trusted_proxies": ["127.0.0.1", "10.0.0.0/8", "::1"]})
+    assert [str(n) for n in s.trusted_proxies] == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+    assert [str(n) for n in load(None, {"TIDEGATE_TRUSTED_PROXIES": "10.1.0.0/16, 10.2.0.0/16"}, {}).trusted_proxies] == [
+        "10.1.0.0/16", "10.2.0.0/16"]
+    with pytest.raises(ConfigError, match="trusted_proxies: expected IP addresses or networks"):
+        build({"trusted_proxies": ["nginx"]})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import ipaddress
 import os
 import re
 import tomllib
@@ -79,6 +80,8 @@ class Settings:
     log_level: str = "info"
     shutdown_timeout: float = 30.0  # on SIGTERM/SIGINT, in-flight requests get this long to finish
     read_auth: bool = False  # require a configured user's credentials to read the index too
+    # Fronts (addresses or networks) whose X-Forwarded-For names the client, for the audit log.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     session_lifetime: float = 7 * 86400.0  # a new publishing session expires after this long
     session_max_lifetime: float = 30 * 86400.0  # extensions never take a session beyond this age
     session_retention: float = 7 * 86400.0  # terminal sessions still report their status this long
@@ -198,6 +201,17 @@ def parse_url(key: str, raw: Any) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+def parse_networks(key: str, raw: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Addresses or CIDR networks, from a list or a comma- or space-separated string."""
+    networks = []
+    for item in parse_list(key, raw):
+        try:
+            networks.append(ipaddress.ip_network(str(item).strip(), strict=False))
+        except ValueError:
+            raise ConfigError(key, f"expected IP addresses or networks such as 10.0.0.0/8, got {item!r}") from None
+    return tuple(networks)
+
+
 def parse_list(key: str, raw: Any) -> list[Any]:
     if isinstance(raw, str):  # from the environment: comma or whitespace separated
         return [item for item in re.split(r"[,\s]+", raw) if item]
@@ -224,6 +238,7 @@ _SCALARS = {
     "log_level": lambda k, v: _choice(k, v, ("debug", "info", "warning", "error")),
     "shutdown_timeout": parse_duration,
     "read_auth": parse_bool,
+    "trusted_proxies": parse_networks,
     "session_lifetime": parse_duration,
     "session_max_lifetime": parse_duration,
     "session_retention": parse_duration,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 
 from aiohttp import hdrs, web
 
@@ -40,11 +41,25 @@ def authenticate(request: web.Request, settings: Settings) -> User | None:
     return user
 
 
+def client_address(remote: str | None, forwarded_for: str, trusted: tuple) -> str:
+    """The client's address: the peer's, or, when the peer is a trusted front, the last
+    X-Forwarded-For hop that is not one (hops further left may be forged by the client)."""
+    hops = [remote or "unknown"] + [h.strip() for h in reversed(forwarded_for.split(",")) if h.strip()]
+    for hop in hops:
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return hop  # not an address (a unix socket, garbage): stop believing here
+        if not any(address in network for network in trusted):
+            return hop
+    return hops[-1]
+
+
 async def authenticate_publisher(request: web.Request, settings: Settings, tokens: Tokens) -> Actor | None:
     """Who an upload or management request comes from: a configured user, or `__token__` with
     an API token as the password (Denied, 401, for an expired or revoked one); else None."""
     given = credentials(request)
-    address = request.remote or "unknown"
+    address = client_address(request.remote, request.headers.get("X-Forwarded-For", ""), settings.trusted_proxies)
     if given is not None and given[0] == TOKEN_USERNAME:
         return await tokens.verify(given[1], address)
     user = authenticate(request, settings)
