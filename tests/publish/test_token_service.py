@@ -3,7 +3,7 @@ never stored, and expiry and revocation are decided by its clock."""
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import pytest
 

@@ -71,7 +71,7 @@ class Tokens:
                           f"({', '.join(user.upload)}).", source="scope")
         now = self._clock()
         secret = PREFIX + secrets.token_urlsafe(32)
-        token = ApiToken(id=secrets.token_hex(4), user=user_name, sha256=digest(secret), scopes=scopes,
+        token = ApiToken(id=secrets.token_hex(6), user=user_name, sha256=digest(secret), scopes=scopes,
                          created_at=now, expires_at=None if lifetime is None else now + lifetime)
 
         def insert(rows: IndexRows) -> None:
