@@ -178,6 +178,8 @@ async def test_a_session_past_expires_at_is_expired_at_once(publisher, clock, st
     assert {u.status for u in view.uploads} == {FileState.CANCELED}
     assert await local_blobs(storage) == []  # its bytes went with it
     assert await published(storage) == []
+    log = await storage.index.read(lambda rows: rows.audit_since(0))
+    assert [(e.actor, e.action, e.subject) for e in log][-1] == ("tidegate", "expire", "demo-pkg 1.0")
 
 
 async def test_an_expired_pending_upload_is_canceled_and_its_bytes_removed(publisher, clock, storage, dist):

@@ -83,6 +83,7 @@ def already_exists(filename: str) -> str:
 
 
 Who = Actor | User
+SWEEP = Actor(User("tidegate", "", ()), address="local")  # the audit log's actor for expiry
 
 
 def reused(filename: str) -> str:
@@ -587,6 +588,7 @@ class Publisher:
             for session in rows.sessions_expired(now):
                 if session.status in states.EXPIRABLE:
                     orphans += end_session(rows, session.token, SessionEvent.EXPIRE, now, ("The session expired.",))
+                    audit.record(rows, SWEEP, now, "expire", f"{session.project} {session.version}")
             # Pending uploads past their own expiry are canceled too (their session lives on).
             for upload in rows.uploads_expired(now):
                 if upload.status == FileState.PENDING:
