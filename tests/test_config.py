@@ -153,3 +153,22 @@ def test_trusted_proxies_are_addresses_or_networks():
         "10.1.0.0/16", "10.2.0.0/16"]
     with pytest.raises(ConfigError, match="trusted_proxies: expected IP addresses or networks"):
         build({"trusted_proxies": ["nginx"]})
+
+
+def test_a_verified_hashed_password_is_remembered_for_a_while(monkeypatch):
+    from tidegate import passwords
+
+    calls = []
+    real = passwords.verify_password
+    monkeypatch.setattr(passwords, "verify_password", lambda p, s: calls.append(p) or real(p, s))
+    now = [0.0]
+    cache = passwords.VerifiedPasswords(ttl=60, size=2, clock=lambda: now[0])
+    stored = hash_password("s3cret", iterations=1000)
+    assert cache.verify("s3cret", stored) and cache.verify("s3cret", stored)
+    assert calls == ["s3cret"]  # PBKDF2 once
+    assert not cache.verify("wrong", stored) and not cache.verify("wrong", stored)
+    assert calls == ["s3cret", "wrong", "wrong"]  # a failure is never remembered
+    assert not cache.verify("s3cret", hash_password("other", iterations=1000))  # a changed hash: checked again
+    now[0] = 61.0
+    assert cache.verify("s3cret", stored) and calls[-1] == "s3cret" and len(calls) == 5  # expired: checked again
+    assert cache.verify("plain", "plain") and not cache.verify("plain", "other")

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 
 _PREFIX = "pbkdf2_sha256"
 _ITERATIONS = 600_000  # OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256
@@ -29,3 +30,38 @@ def verify_password(password: str, stored: str) -> bool:
         digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), int(iterations))
         return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
     return hmac.compare_digest(password.encode(), stored.encode())
+
+
+class VerifiedPasswords:
+    """Credentials that verified against a PBKDF2 hash, remembered by this process for a while.
+
+    PBKDF2 is slow on purpose (about 0.15 s of CPU, on the event loop), and HTTP Basic sends the
+    password with every request: an Upload 2.0 upload makes several, and with read_auth every
+    page and file request would pay it. Only a keyed digest (HMAC with a random key of this
+    process) of hash and password is kept, in memory, so nothing here helps an offline attack;
+    a failed attempt is never remembered, so guessing still pays PBKDF2 every time.
+    """
+
+    def __init__(self, ttl: float = 300.0, size: int = 1024, clock=time.monotonic) -> None:
+        self._key = secrets.token_bytes(32)
+        self._ttl, self._size, self._clock = ttl, size, clock
+        self._until: dict[bytes, float] = {}
+
+    def verify(self, password: str, stored: str) -> bool:
+        if not is_hashed(stored):
+            return verify_password(password, stored)
+        tag = hmac.new(self._key, stored.encode() + b"\0" + password.encode(), hashlib.sha256).digest()
+        now = self._clock()
+        if self._until.get(tag, 0.0) > now:
+            return True
+        if not verify_password(password, stored):
+            return False
+        if len(self._until) >= self._size:  # forget the expired, else the oldest
+            self._until = {k: t for k, t in self._until.items() if t > now} or {}
+            while len(self._until) >= self._size:
+                self._until.pop(next(iter(self._until)))
+        self._until[tag] = now + self._ttl
+        return True
+
+
+verified = VerifiedPasswords()  # per process: a forked worker keeps its own copy

@@ -10,7 +10,7 @@ import ipaddress
 from aiohttp import hdrs, web
 
 from ..config import Settings, User
-from ..passwords import verify_password
+from ..passwords import verified
 from ..publish.actor import TOKEN_USERNAME, Actor
 from ..publish.errors import PublishError
 from ..publish.tokens import Tokens
@@ -36,7 +36,7 @@ def authenticate(request: web.Request, settings: Settings) -> User | None:
     path's check: no index lookup, so tokens are for uploading and managing only)."""
     given = credentials(request)
     user = settings.user(given[0]) if given else None
-    if given is None or user is None or not verify_password(given[1], user.password):
+    if given is None or user is None or not verified.verify(given[1], user.password):
         return None
     return user
 
