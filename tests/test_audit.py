@@ -85,6 +85,7 @@ async def test_every_change_is_audited_and_printed(tidegate, installer_env, tmp_
     lines = text.splitlines()
     assert len(lines) == len(log)
     assert lines[8].endswith(f"rm  from 127.0.0.1  yank {w1.name}  reason=bad")
+    assert "token-create" in lines[0] and "user=rm" in lines[0] and "expires_at=20" in lines[0]  # a date
     printed = [json.loads(line) for line in (await run(local + ["audit", "--json", "--config", str(config)],
                                                          installer_env))[0].splitlines()]
     assert [p["action"] for p in printed] == [e.action for e in log]

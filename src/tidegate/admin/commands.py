@@ -113,12 +113,14 @@ def audit(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps({"at": stamp(e.at), "actor": e.actor, "address": e.address, "action": e.action,
                               "subject": e.subject, "detail": e.detail}))
         else:
-            detail = "  ".join(f"{k}={_short(v)}" for k, v in sorted(e.detail.items()))
+            detail = "  ".join(f"{k}={_short(k, v)}" for k, v in sorted(e.detail.items()))
             print(f"{stamp(e.at)}  {e.actor}  from {e.address}  {e.action} {e.subject}" + (f"  {detail}" if detail else ""))
     return 0
 
 
-def _short(value: Any) -> str:
+def _short(key: str, value: Any) -> str:
+    if key.endswith("_at") and isinstance(value, (int, float)):
+        return stamp(value)
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
