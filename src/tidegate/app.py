@@ -23,7 +23,7 @@ from .simple.names import NormalizedName
 from .storage import Storage, open_storage
 from .upstream.client import UpstreamClient, ssl_context
 from .publish.tokens import Tokens
-from .web import files, health, legacy, manage, simple, stage, upload
+from .web import files, health, legacy, manage, serverlog, simple, stage, upload
 from .web.auth import CHALLENGE, may_read
 from .web.keys import LOCAL, PROXY, PUBLISHER, SETTINGS, STORAGE, TOKENS
 from .web.responses import error
@@ -69,6 +69,7 @@ OPEN_STORAGE = web.AppKey("open_storage", StorageOpener)
 
 def make_app(settings: Settings, storage: StorageOpener = open_storage) -> web.Application:
     """The application; `storage` opens its state (tests pass their own, to wrap a part)."""
+    serverlog.install()  # a client's mistakes are one log line, not a traceback
     middlewares = [errors, read_auth] if settings.read_auth else [errors]
     app = web.Application(middlewares=middlewares, client_max_size=1024**2)
     app[SETTINGS] = settings

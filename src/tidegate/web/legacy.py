@@ -15,6 +15,7 @@ from ..publish.errors import Denied, Invalid, PublishError
 from ..publish.service import Publisher, Received
 from .auth import CHALLENGE, authenticate_publisher
 from .keys import PUBLISHER, SETTINGS, TOKENS
+from .serverlog import one_line
 
 MAX_FIELD = 1024 * 1024  # a form field other than the file (a long description fits)
 
@@ -54,7 +55,7 @@ async def read_form(request: web.Request, publisher: Publisher, limit: int) -> t
     except (ValueError, HttpProcessingError) as exc:  # a malformed multipart body
         if received is not None:
             publisher.discard(received)
-        raise Invalid(f"The multipart body could not be read: {exc}", source="body") from None
+        raise Invalid(f"The multipart body could not be read: {one_line(exc)}", source="body") from None
     except BaseException:
         if received is not None:
             publisher.discard(received)
