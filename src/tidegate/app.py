@@ -14,19 +14,20 @@ from aiohttp import web
 from .config import Settings
 from .publish.errors import Unavailable
 from .publish.service import Publisher, UpstreamServes
-from .readpath.errors import ReadError
+from .readpath.errors import ReadError, StorageFull
 from .readpath.local import LocalSource
 from .readpath.proxy import Proxy
 from .readpath.roots import RootLists
 from .readpath.upstream import UpstreamSource
 from .simple.names import NormalizedName
 from .storage import Storage, open_storage
+from .storage.full import FULL_MESSAGE, disk_full
 from .upstream.client import UpstreamClient, ssl_context
 from .publish.tokens import Tokens
 from .web import files, health, legacy, manage, serverlog, simple, stage, upload
 from .web.auth import CHALLENGE, may_read
 from .web.keys import LOCAL, PROXY, PUBLISHER, SETTINGS, STORAGE, TOKENS
-from .web.responses import error
+from .web.responses import error, read_refusal
 
 THREADS = 32
 EXPIRY_INTERVAL = 30.0  # seconds between sweeps for expired publishing sessions
@@ -44,7 +45,10 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         raise
     except (ConnectionResetError, ConnectionError):
         raise  # the client went away; nothing to answer
-    except Exception:
+    except Exception as exc:
+        if disk_full(exc):  # what is cached is still served; this request needed room
+            log.warning("refused %s %s: %s (%s)", request.method, request.path, FULL_MESSAGE, exc)
+            return read_refusal(StorageFull(f"{FULL_MESSAGE}; try again once space is freed."))
         log.exception("unhandled error for %s %s", request.method, request.path_qs)
         return error(500, "Internal error in tidegate; the server log has the details.")
 

@@ -42,3 +42,20 @@ class UploadApi:
                 return r.status, json.loads(text), r.headers
             except ValueError:
                 return r.status, text, r.headers
+
+    async def add_file(self, session: dict, path: Any) -> tuple[int, Any]:
+        """Upload a file into a session with http-post-bytes and complete it: (status, upload)."""
+        import hashlib
+
+        data = path.read_bytes()
+        status, upload, _ = await self.call("POST", session["links"]["upload"], {
+            "filename": path.name, "size": len(data), "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
+            "mechanism": "http-post-bytes"})
+        if status != 202:
+            return status, upload
+        status, body, _ = await self.call("POST", upload["mechanism"]["file_url"], data=data,
+                                          headers={"Content-Type": "application/octet-stream"})
+        if status >= 300:
+            return status, body
+        status, upload, _ = await self.call("POST", upload["links"]["complete"], {})
+        return status, upload

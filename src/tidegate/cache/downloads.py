@@ -19,6 +19,7 @@ import aiohttp
 
 from ..simple.model import File
 from ..storage import BlobStore, Locks
+from ..storage.full import FULL_MESSAGE, disk_full, has_room
 from ..storage.protocols import Lease
 from ..upstream.client import UpstreamClient, UpstreamError
 from .sink import HashingSink
@@ -30,7 +31,9 @@ WATCH_INTERVAL = 0.01  # seconds between looks at another worker's download
 
 
 class DownloadFailed(Exception):
-    pass
+    def __init__(self, message: str, *, full: bool = False) -> None:
+        super().__init__(message)
+        self.full = full  # failed because the disk is full (a 507, not the upstream's fault)
 
 
 def blob_key(file: File) -> str:
@@ -65,6 +68,9 @@ class Download:
         an upstream answer of the whole file already open (a range request the upstream
         answered with the whole file), read instead of asking again."""
         try:
+            if self.size is not None and not await asyncio.to_thread(has_room, self.temp.parent, self.size):
+                raise DownloadFailed(f"no room for {self.file.filename} ({self.size} bytes): {FULL_MESSAGE}",
+                                     full=True)
             if response is not None:
                 await self._receive(client, response)
             else:
@@ -78,7 +84,7 @@ class Download:
             self.temp.unlink(missing_ok=True)
             message = str(exc) if isinstance(exc, (UpstreamError, DownloadFailed)) else f"{type(exc).__name__}: {exc}"
             log.warning("download of %s failed: %s", self.file.filename, message)
-            self.result.set_exception(DownloadFailed(message))
+            self.result.set_exception(DownloadFailed(message, full=disk_full(exc) or getattr(exc, "full", False)))
             self.result.exception()  # mark retrieved: a download nobody waits for is not an error
         else:
             self.result.set_result(None)
@@ -109,8 +115,10 @@ class Download:
                 if lease is not None:  # the other worker finished, or died
                     await lease.release()
                     if not await self.blobs.exists(self.key):
+                        full = self.size is not None and not await asyncio.to_thread(has_room, self.temp.parent,
+                                                                                     self.size)
                         self.result.set_exception(DownloadFailed(f"the download of {self.file.filename} by another "
-                                                                 "worker failed"))
+                                                                 "worker failed", full=full))
                         self.result.exception()
                         return
                     continue

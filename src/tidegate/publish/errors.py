@@ -56,3 +56,14 @@ class Unavailable(PublishError):
     full); the same request may succeed later."""
 
     status = 503
+
+
+class StorageFull(Unavailable):
+    """The disk is full: nothing can be uploaded until space is freed; nothing was lost."""
+
+    status = 507
+
+
+def storage_full() -> StorageFull:
+    return StorageFull("tidegate's storage is full; nothing was stored. Try again once space is freed.",
+                       source="storage")

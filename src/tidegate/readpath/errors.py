@@ -33,3 +33,9 @@ class Unavailable(ReadError):
     """A passing condition (a file evicted while it was fetched); trying again will do."""
 
     status = 503
+
+
+class StorageFull(ReadError):
+    """The disk is full: what is cached is still served, but nothing new can be kept."""
+
+    status = 507

@@ -32,7 +32,7 @@ from ..upstream.policy import combine
 from ..wheelmeta import TAIL_SIZE, MetadataError, read_wheel_metadata, read_wheel_metadata_from_file
 from .answers import BlobAnswer, BytesAnswer, CacheResult, FileAnswer, FileQuery, PageAnswer, Part, StreamAnswer, \
     UncachedAnswer, content_type_of
-from .errors import NotCached, NotFound, Unavailable, UpstreamFailed
+from .errors import NotCached, NotFound, ReadError, StorageFull, Unavailable, UpstreamFailed
 from .memory import PageMemory
 from .pages import Page
 
@@ -254,7 +254,7 @@ class UpstreamSource:
         try:
             await asyncio.shield(download.result)  # shared with other clients: never cancel it
         except DownloadFailed as exc:
-            raise UpstreamFailed(f"Downloading {file.filename} from upstream failed: {exc}") from None
+            raise failed_download(file, exc) from None
         fh = await self._blobs.open(key)
         if fh is None:
             raise Unavailable(f"{file.filename} was evicted from the cache while being fetched; try again.")
@@ -309,7 +309,7 @@ class UpstreamSource:
             check_provenance(body, file.filename, file.sha256)
         except ValueError as exc:
             raise UpstreamFailed(f"{client.name}'s provenance of {file.filename} is unusable: {exc}") from None
-        await self._pages.store_metadata(key, body)
+        await self._keep_metadata(key, body)
         return body
 
     # --- PEP 658 metadata ---
@@ -323,7 +323,9 @@ class UpstreamSource:
             return cached
         try:
             return await self._flights.run(("metadata", key), lambda: self._find_metadata(file, client, key))
-        except (UpstreamError, DownloadFailed) as exc:
+        except DownloadFailed as exc:
+            raise failed_download(file, exc) from None
+        except UpstreamError as exc:
             raise UpstreamFailed(f"Could not get the metadata of {file.filename} from upstream: {exc}") from None
         except MetadataError as exc:
             raise UpstreamFailed(f"The upstream's {file.filename} is not a valid wheel: {exc}") from None
@@ -342,8 +344,14 @@ class UpstreamSource:
             _check_digests(metadata, file.core_metadata, f"the metadata extracted from {file.filename}")
         if metadata is None:
             raise NotCached(f"No metadata is available for {file.filename}.")
-        await self._pages.store_metadata(key, metadata)
+        await self._keep_metadata(key, metadata)
         return metadata
+
+    async def _keep_metadata(self, key: str, body: bytes) -> None:
+        try:
+            await self._pages.store_metadata(key, body)
+        except OSError as exc:  # a full disk, say: served all the same, just not kept
+            log.warning("could not store %s: %s", key, exc)
 
     async def _metadata_from_blob(self, file: File) -> bytes:
         fh = await self._blobs.open(blob_key(file))
@@ -392,6 +400,12 @@ class UpstreamSource:
     async def close(self) -> None:
         await self.flush()
         await self.downloads.close()
+
+
+def failed_download(file: File, exc: DownloadFailed) -> ReadError:
+    if exc.full:
+        return StorageFull(f"{file.filename} is not cached and tidegate's storage is full; try again once space is freed.")
+    return UpstreamFailed(f"Downloading {file.filename} from upstream failed: {exc}")
 
 
 def _check_digests(body: bytes, expected: object, what: str) -> None:

@@ -8,12 +8,17 @@ Every call runs in a thread; readers (WAL) never wait for a list being replaced.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .full import disk_full
 from .records import Validators
 from .sqlite import connect
+
+log = logging.getLogger(__name__)
 
 BATCH = 5000
 
@@ -42,9 +47,20 @@ class SqliteRootLists:
         self._path = directory / "lists.db"
         self.pages_dir = directory / "pages"  # the root pages written from the lists
         self.pages_dir.mkdir(parents=True, exist_ok=True)
+        self._ready = False
+        try:
+            self._connect().close()
+        except OSError as exc:  # a full disk: serve without root lists until there is room
+            if not disk_full(exc):
+                raise
+            log.warning("the root lists are unavailable: %s", exc)
+
+    def _connect(self) -> sqlite3.Connection:
         db = connect(self._path)
-        db.executescript(SCHEMA)
-        db.close()
+        if not self._ready:
+            db.executescript(SCHEMA)
+            self._ready = True
+        return db
 
     async def close(self) -> None:
         pass
@@ -53,7 +69,7 @@ class SqliteRootLists:
         return await asyncio.to_thread(self._lists)
 
     def _lists(self) -> dict[str, RootList]:
-        db = connect(self._path)  # not read-only: a WAL database needs its -shm, which a reader may create
+        db = self._connect()  # not read-only: a WAL database needs its -shm, which a reader may create
         try:
             return {r["upstream"]: RootList(r["upstream"], r["fetched_at"], r["changed_at"],
                                             Validators(r["etag"], r["last_modified"]), r["digest"], r["names"])
@@ -67,7 +83,7 @@ class SqliteRootLists:
         await asyncio.to_thread(self._replace, root, names_file)
 
     def _replace(self, root: RootList, names_file: Path | None) -> None:
-        db = connect(self._path)
+        db = self._connect()
         try:
             db.execute("BEGIN IMMEDIATE")
             if names_file is not None:
@@ -90,7 +106,7 @@ class SqliteRootLists:
         """The names of these upstreams' lists, sorted, each once, in batches (call in a thread)."""
         if not upstreams:
             return
-        db = connect(self._path)  # not read-only: a WAL database needs its -shm, which a reader may create
+        db = self._connect()  # not read-only: a WAL database needs its -shm, which a reader may create
         try:
             marks = ", ".join("?" for _ in upstreams)
             rows = db.execute(f"SELECT DISTINCT name FROM names WHERE upstream IN ({marks}) ORDER BY name", upstreams)

@@ -13,6 +13,7 @@ from ..readpath.answers import BlobAnswer, BytesAnswer, FileAnswer, FileQuery, P
     UncachedAnswer, content_type_of
 from ..readpath.errors import ReadError
 from ..readpath.proxy import Proxy
+from ..readpath.upstream import failed_download
 from ..simple.names import checked_name
 from ..upstream.client import UpstreamError
 from .keys import PROXY, SETTINGS
@@ -89,8 +90,8 @@ async def stream(request: web.Request, answer: StreamAnswer) -> web.StreamRespon
     transfer, never a wrong file presented as complete."""
     download = answer.download
     await download.started.wait()
-    if download.result.done() and download.result.exception() is not None:
-        return error(502, f"Downloading {download.file.filename} from upstream failed: {download.result.exception()}")
+    if download.result.done() and isinstance(failure := download.result.exception(), DownloadFailed):
+        return read_refusal(failed_download(download.file, failure))
     response = web.StreamResponse(
         headers={
             hdrs.CONTENT_TYPE: content_type_of(download.file.filename),

@@ -8,14 +8,20 @@ one place the publishing service's refusals become legacy responses.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..publish.errors import Denied, Invalid, PublishError
+from ..publish.errors import Denied, Invalid, PublishError, storage_full
 from ..publish.service import Publisher, Received
+from ..storage.full import FULL_MESSAGE, disk_full
 from .auth import CHALLENGE, authenticate_publisher
 from .keys import PUBLISHER, SETTINGS, TOKENS
 from .serverlog import one_line
+
+log = logging.getLogger(__name__)
 
 MAX_FIELD = 1024 * 1024  # a form field other than the file (a long description fits)
 
@@ -70,6 +76,11 @@ async def upload(request: web.Request) -> web.Response:
         return await _upload(request)
     except PublishError as exc:
         return refuse(exc)
+    except (OSError, sqlite3.Error) as exc:
+        if not disk_full(exc):
+            raise
+        log.warning("refused an upload to /legacy/: %s (%s)", FULL_MESSAGE, exc)
+        return refuse(storage_full())
 
 
 async def _upload(request: web.Request) -> web.Response:

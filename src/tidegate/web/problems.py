@@ -4,13 +4,18 @@ place where the publish domain's refusals become Upload 2.0 (and release managem
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from http import HTTPStatus
 
 from aiohttp import hdrs, web
 
-from ..publish.errors import PublishError
+from ..publish.errors import PublishError, storage_full
+from ..storage.full import FULL_MESSAGE, disk_full
 from ..publish.protocol import API_VERSION, PROBLEM_MEDIA_TYPE
 from .auth import CHALLENGE
+
+log = logging.getLogger(__name__)
 
 
 def problem(status: int, detail: str, errors: list[dict[str, str]], headers: dict[str, str] | None = None) -> web.Response:
@@ -36,9 +41,14 @@ def refusal(request: web.Request, exc: PublishError) -> web.Response:
     return problem(exc.status, exc.message, errors, headers)
 
 
+def full(request: web.Request, exc: BaseException) -> web.Response:
+    log.warning("refused %s %s: %s (%s)", request.method, request.path, FULL_MESSAGE, exc)
+    return refusal(request, storage_full())
+
+
 def problems_for(api: str):
     """A middleware answering every error of an API as a problem document, aiohttp's own (404,
-    405, 413) too."""
+    405, 413) too, and a full disk as 507."""
 
     @web.middleware
     async def problems(request: web.Request, handler) -> web.StreamResponse:
@@ -46,6 +56,10 @@ def problems_for(api: str):
             return await handler(request)
         except PublishError as exc:
             return refusal(request, exc)
+        except (OSError, sqlite3.Error) as exc:
+            if not disk_full(exc):
+                raise  # too many open files, say: the application's last line of defence answers it
+            return full(request, exc)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
