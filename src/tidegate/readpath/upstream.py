@@ -21,7 +21,7 @@ from ..cache.downloads import CHUNK, Download, DownloadFailed, Downloads, blob_k
 from ..ranges import parse_range
 from ..cache.flight import SingleFlight
 from ..config import Settings
-from ..simple.model import File
+from ..simple.model import File, Project
 from ..simple.names import NormalizedName
 from ..simple.provenance import check_provenance
 from ..storage import Storage
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 NEGATIVE_TTL = 60.0  # an unknown project is asked about again after at most this long
 PAGE_LOCK_POLL = 0.01  # seconds between tries for a page another worker is fetching
 METADATA_LIMIT = 16 * 1024 * 1024
+BIG_FILES = 1024  # files on a page whose merge and comparison run in a thread
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
@@ -161,8 +162,11 @@ class UpstreamSource:
             raise UpstreamFailed(f"No cached copy of {name} and the upstream failed: {exc}") from exc
         now = time.time()
         cooldowns = {c.name: c.upstream.cooldown for c in self.clients}
-        served = combine([(p.project, cooldowns[p.upstream]) for p in parts], now) if parts else None
-        if current is not None and current.served == served:
+        if sum(len(p.project.files) for p in parts) > BIG_FILES:  # tens of milliseconds: not on the loop
+            served, same = await asyncio.to_thread(_served, parts, cooldowns, now, current)
+        else:
+            served, same = _served(parts, cooldowns, now, current)
+        if current is not None and same:
             record = PageRecord(name, parts, current.served, now, current.changed_at)
             how = CacheResult.REVALIDATED
         else:
@@ -400,6 +404,13 @@ class UpstreamSource:
     async def close(self) -> None:
         await self.flush()
         await self.downloads.close()
+
+
+def _served(parts: tuple[UpstreamPart, ...], cooldowns: dict[str, float], now: float,
+            current: PageRecord | None) -> tuple[Project | None, bool]:
+    """What the page shows, and whether that is what `current` showed."""
+    served = combine([(p.project, cooldowns[p.upstream]) for p in parts], now) if parts else None
+    return served, current is not None and current.served == served
 
 
 def failed_download(file: File, exc: DownloadFailed) -> ReadError:

@@ -102,7 +102,7 @@ def _file(entry: object, base: str) -> File | None:
 # skips, so a page with anything it would skip goes to the lenient path, which checks it all.
 
 
-class _Entry(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class _Entry(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """A file entry as the fast path decodes it (a value of another type, or a missing
     `hashes`, sends the page to the lenient path), and as pages are rendered."""
 
@@ -143,7 +143,29 @@ class _Page(msgspec.Struct, forbid_unknown_fields=True):
     alternate_locations: list[str] | None = msgspec.field(name="alternate-locations", default=None)
 
 
+class _SlicedPage(_Page, forbid_unknown_fields=True):
+    files: list[msgspec.Raw]  # decoded a slice at a time
+
+
 _DECODE_PAGE = msgspec.json.Decoder(_Page).decode
+_DECODE_SLICED = msgspec.json.Decoder(_SlicedPage).decode
+_DECODE_ENTRIES = msgspec.json.Decoder(list[_Entry]).decode
+SLICED_ABOVE = 256 * 1024  # bytes of a page decoded a slice of files at a time
+SLICE = 1000  # files: a few milliseconds of decoding
+
+
+def _decode_page(body: bytes) -> tuple[_Page, list[_Entry]]:
+    """The page and its file entries. A big page's files are decoded a slice at a time: each
+    decode is one call that holds the GIL throughout, and a page of 60,000 files decoded at once
+    would stall the event loop (parsing runs in a thread) for a tenth of a second."""
+    if len(body) <= SLICED_ABOVE:
+        page = _DECODE_PAGE(body)
+        return page, page.files
+    sliced = _DECODE_SLICED(body)
+    raw, entries = sliced.files, []
+    for i in range(0, len(raw), SLICE):
+        entries += _DECODE_ENTRIES(b"[" + b",".join(raw[i:i + SLICE]) + b"]")
+    return sliced, entries
 # An absolute http(s) URL with a plain host name, printable ASCII only: what resolve_http_url
 # returns unchanged. Anything else (relative, spaces, IPv6, userinfo...) takes the lenient path.
 _PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)?")
@@ -190,13 +212,13 @@ def _parse_plain(body: bytes, page_url: str, name: str) -> tuple[Project, bool] 
     """The fast path's model of the page and whether all its links were absolute, or None when
     the lenient path must decide."""
     try:
-        page = _DECODE_PAGE(body)
+        page, entries = _decode_page(body)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     files = []
     link = _Links(page_url)
     append, plain_name, times = files.append, valid_filename, _UPLOAD_TIME.fullmatch
-    for e in page.files:  # one short loop, no call it can do without: thousands of entries on a big page
+    for e in entries:  # one short loop, no call it can do without: thousands of entries on a big page
         provenance, upload_time, size = e.provenance, e.upload_time, e.size
         url = link(e.url)
         if url is None or not plain_name(e.filename):

@@ -27,7 +27,7 @@ API_VERSION_FULL = "1.4"
 FRAGMENT_HASHES = ("sha256", "sha384", "sha512", "sha224", "blake2b", "sha3_256", "sha1", "md5")
 
 
-class File(msgspec.Struct, frozen=True):
+class File(msgspec.Struct, frozen=True, gc=False):
     """One distribution file as an index describes it. (msgspec Structs, not dataclasses: a big
     page has thousands, and they are made, compared and encoded at C speed.)"""
 
@@ -51,7 +51,7 @@ class File(msgspec.Struct, frozen=True):
         return is_wheel(self.filename)
 
 
-class Project(msgspec.Struct, frozen=True):
+class Project(msgspec.Struct, frozen=True, gc=False):
     """A project page: the files of one project plus the page-level metadata."""
 
     name: str  # normalized

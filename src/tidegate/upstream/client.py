@@ -31,9 +31,14 @@ PAGE_ACCEPT = (
 USER_AGENT = "tidegate/0.1"
 BIG_PAGE = 256 * 1024  # bytes of a page parsed in a thread
 RETRY_STATUSES = frozenset({500, 502, 503, 504, 429})
-# After a failed page fetch, the upstream is not asked again for this long: during an outage
+# After failed page fetches, the upstream is not asked again for this long: during an outage
 # cached pages are served at once instead of each request waiting out timeouts and retries.
 FAILURE_BACKOFF = 15.0
+# Page fetches failing in a row before that: one slow or failed request is not an outage.
+FAILURES_BEFORE_BACKOFF = 3
+# A page must arrive within this many read timeouts: an upstream trickling a byte now and then
+# never trips the read timeout, but must not hold a request (and a page lock) forever.
+PAGE_DEADLINE_FACTOR = 4
 
 
 class UpstreamError(Exception):
@@ -124,6 +129,8 @@ class UpstreamClient:
         self._limit = asyncio.Semaphore(upstream.max_connections)
         self._timeout = aiohttp.ClientTimeout(total=None, connect=upstream.timeout, sock_read=upstream.timeout)
         self._down_until = 0.0  # monotonic time before which page fetches fail fast
+        self._failures = 0  # page fetches failed in a row
+        self.page_deadline = upstream.timeout * PAGE_DEADLINE_FACTOR
         self._proxies: dict[tuple[str, str | None], tuple[URL | None, aiohttp.BasicAuth | None]] = {}
 
     def _headers(self, url: str, extra: dict[str, str]) -> dict[str, str]:
@@ -176,10 +183,14 @@ class UpstreamClient:
         if time.monotonic() < self._down_until:
             raise UpstreamError(f"{self.name} failed moments ago; not retrying yet")
         try:
-            return await self._fetch_page(name, validators)
+            result = await self._fetch_page(name, validators)
         except UpstreamUnavailable:
-            self._down_until = time.monotonic() + FAILURE_BACKOFF
+            self._failures += 1
+            if self._failures >= FAILURES_BEFORE_BACKOFF:
+                self._down_until = time.monotonic() + FAILURE_BACKOFF
             raise
+        self._failures = 0
+        return result
 
     async def fetch_root(self, validators: Validators | None, sink: Callable[[list[str]], None]) -> RootResult:
         """The upstream's root list (PEP 503 HTML: it can be read as it arrives, in bounded
@@ -207,23 +218,29 @@ class UpstreamClient:
         url = self.project_url(name)
         headers = {"Accept": PAGE_ACCEPT, **_conditions(validators)}
         async with self._limit:
-            response = await self._retrying("GET", url, headers)
             try:
-                if response.status == 304 and validators:
-                    return PageUnchanged()
-                if response.status in (404, 410):
-                    return PageMissing()
-                if response.status >= 500:
-                    raise UpstreamUnavailable(f"{self.name}: {url} answered {response.status}")
-                if response.status != 200:
-                    raise UpstreamError(f"{self.name}: {url} answered {response.status}")
-                body = await self._read_limited(response)
-                content_type = response.headers.get("Content-Type", "").lower()
-                page_url = str(response.url)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                raise UpstreamUnavailable(f"{self.name}: reading {url}: {type(exc).__name__}: {exc}") from exc
-            finally:
-                response.release()
+                async with asyncio.timeout(self.page_deadline):
+                    response = await self._retrying("GET", url, headers)
+                    try:
+                        if response.status == 304 and validators:
+                            return PageUnchanged()
+                        if response.status in (404, 410):
+                            return PageMissing()
+                        if response.status >= 500:
+                            raise UpstreamUnavailable(f"{self.name}: {url} answered {response.status}")
+                        if response.status != 200:
+                            raise UpstreamError(f"{self.name}: {url} answered {response.status}")
+                        body = await self._read_limited(response)
+                        content_type = response.headers.get("Content-Type", "").lower()
+                        page_url = str(response.url)
+                    except (aiohttp.ClientError, OSError) as exc:
+                        raise UpstreamUnavailable(f"{self.name}: reading {url}: {type(exc).__name__}: {exc}") from exc
+                    finally:
+                        response.release()
+            except TimeoutError as exc:  # aiohttp's read timeouts, and the page's deadline
+                raise UpstreamUnavailable(f"{self.name}: {url} did not arrive in time "
+                                          f"({self.upstream.timeout:g} s without a byte, or {self.page_deadline:g} s "
+                                          "in all)") from exc
         parse = parse_json_page if "json" in content_type else _parse_html
         try:
             if len(body) > BIG_PAGE:  # thousands of files: keep the event loop serving meanwhile
