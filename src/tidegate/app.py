@@ -21,7 +21,7 @@ from .readpath.roots import RootLists
 from .readpath.upstream import UpstreamSource
 from .simple.names import NormalizedName
 from .storage import Storage, open_storage
-from .storage.full import FULL_MESSAGE, disk_full
+from .storage.full import FULL_MESSAGE, disk_full, out_of_files
 from .upstream.client import UpstreamClient, ssl_context
 from .publish.tokens import Tokens
 from .web import files, health, legacy, manage, serverlog, simple, stage, upload
@@ -34,6 +34,7 @@ EXPIRY_INTERVAL = 30.0  # seconds between sweeps for expired publishing sessions
 PRUNE_EVERY = 20  # sweeps between checks of the page cache's size (each walks its directory)
 
 log = logging.getLogger(__name__)
+_exhausted = serverlog.Once(log)
 
 
 @web.middleware
@@ -49,6 +50,10 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         if disk_full(exc):  # what is cached is still served; this request needed room
             log.warning("refused %s %s: %s (%s)", request.method, request.path, FULL_MESSAGE, exc)
             return read_refusal(StorageFull(f"{FULL_MESSAGE}; try again once space is freed."))
+        if out_of_files(exc):  # a passing condition: the connections holding them will close
+            _exhausted.warning("files", f"too many open files; refusing requests with 503 meanwhile ({exc})")
+            return error(503, "tidegate has too many open files right now; try again in a moment.",
+                         {"Retry-After": "1"})
         log.exception("unhandled error for %s %s", request.method, request.path_qs)
         return error(500, "Internal error in tidegate; the server log has the details.")
 

@@ -8,6 +8,8 @@ import asyncio
 import hashlib
 import logging
 import os
+import sys
+from collections import Counter
 
 import aiohttp
 import pytest
@@ -39,12 +41,31 @@ GARBAGE_PAGES = {
 }
 
 
+tally: Counter[str] = Counter()  # requests, statuses and wrong bytes over the module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    yield
+    print(f"\nupstream faults: {tally['cases']} cases, {tally['requests']} requests; complete 200s "
+          f"{tally['complete 200']}, wrong bytes {tally['wrong bytes']}, cut short {tally['cut short']}, "
+          f"500s {tally['500']}; statuses {dict((k, v) for k, v in tally.items() if k.isdigit())}", file=sys.__stdout__)
+
+
 def upstream(idx, **kw) -> dict:
     return {"url": idx.url, "timeout": TIMEOUT, "retries": 1, **kw}
 
 
 async def fetch(tg, path: str) -> tuple[int, bytes | None]:
     """(status, body) or (status, None) when the transfer was cut short."""
+    tally["requests"] += 1
+    status, body = await _fetch(tg, path)
+    tally[str(status)] += 1
+    tally["cut short" if body is None else "answered"] += 1
+    return status, body
+
+
+async def _fetch(tg, path: str) -> tuple[int, bytes | None]:
     try:
         async with tg.get(path, timeout=aiohttp.ClientTimeout(total=CLIENT_PATIENCE)) as r:
             try:
@@ -58,6 +79,7 @@ async def fetch(tg, path: str) -> tuple[int, bytes | None]:
 @pytest.mark.parametrize("kind", FAULTS)
 @pytest.mark.parametrize("what", ["file", "cold page", "stale page"])
 async def test_upstream_faults_never_give_wrong_bytes_or_a_500(tidegate, fake_index, dist_dir, caplog, kind, what):
+    tally["cases"] += 1
     idx = await fake_index()
     wheel = build_wheel(dist_dir, "victim", "1.0", padding=64 * 1024)
     idx.index.add(wheel)
@@ -77,6 +99,8 @@ async def test_upstream_faults_never_give_wrong_bytes_or_a_500(tidegate, fake_in
             status, body = await fetch(tg, file)
             assert status != 500
             if status == 200 and body is not None:
+                tally["complete 200"] += 1
+                tally["wrong bytes"] += body != wheel.read_bytes()
                 assert hashlib.sha256(body).digest() == hashlib.sha256(wheel.read_bytes()).digest()
         else:
             status, body = await fetch(tg, page)
@@ -100,6 +124,7 @@ async def test_upstream_faults_never_give_wrong_bytes_or_a_500(tidegate, fake_in
 
 @pytest.mark.parametrize("kind", GARBAGE_PAGES)
 async def test_garbage_pages_are_a_502_never_a_500(tidegate, fake_index, caplog, kind):
+    tally["cases"] += 1
     idx = await fake_index()
     idx.index.raw_pages["victim"] = GARBAGE_PAGES[kind]
     tg = await tidegate(upstreams=[upstream(idx)])

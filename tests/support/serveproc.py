@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -21,8 +22,10 @@ def free_port() -> int:
 
 
 class Serve:
-    def __init__(self, config: Path, data_dir: Path, workers: int = 2, log: Path | None = None) -> None:
+    def __init__(self, config: Path, data_dir: Path, workers: int = 2, log: Path | None = None,
+                 max_files: int | None = None) -> None:
         self.config, self.data_dir, self.workers = config, data_dir, workers
+        self.max_files = max_files  # RLIMIT_NOFILE of the server, to run it out of descriptors
         self.log = log or data_dir.parent / "serve.log"
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -37,7 +40,8 @@ class Serve:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tidegate", "serve", "--config", str(self.config), "--port", str(self.port),
                  "--data-dir", str(self.data_dir), "--workers", str(self.workers)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                preexec_fn=self._limit if self.max_files else None)
         async with aiohttp.ClientSession() as session:
             for _ in range(300):
                 if self.proc.poll() is not None:
@@ -50,6 +54,9 @@ class Serve:
                     pass
                 await asyncio.sleep(0.05)
         raise AssertionError("tidegate serve did not start")
+
+    def _limit(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
 
     def kill(self) -> None:
         """SIGKILL the whole process group: supervisor and every worker at once."""

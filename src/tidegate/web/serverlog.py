@@ -12,6 +12,7 @@ traceback.
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -46,3 +47,21 @@ def install() -> None:
     logger = logging.getLogger(SERVER_LOGGER)
     if not any(isinstance(f, ClientMistakes) for f in logger.filters):
         logger.addFilter(ClientMistakes())
+
+
+class Once:
+    """Logs a recurring condition (too many open files) once a minute at most, with how many
+    times it happened meanwhile, instead of once per request."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0) -> None:
+        self._logger, self._interval = logger, interval
+        self._last: dict[str, float] = {}
+        self._since: dict[str, int] = {}
+
+    def warning(self, key: str, message: str) -> None:
+        now = time.monotonic()
+        self._since[key] = self._since.get(key, 0) + 1
+        if now - self._last.get(key, -self._interval) >= self._interval:
+            count = self._since.pop(key)
+            self._last[key] = now
+            self._logger.warning("%s%s", message, f" ({count} times in the last minute)" if count > 1 else "")
