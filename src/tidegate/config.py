@@ -79,6 +79,7 @@ class Settings:
     ca_bundle: str | None = None  # extra CA certificates for upstream TLS (corporate proxies)
     log_level: str = "info"
     shutdown_timeout: float = 30.0  # on SIGTERM/SIGINT, in-flight requests get this long to finish
+    client_timeout: float = 60.0  # a client sending nothing of its request for this long is cut off
     read_auth: bool = False  # require a configured user's credentials to read the index too
     # Fronts (addresses or networks) whose X-Forwarded-For names the client, for the audit log.
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -237,6 +238,7 @@ _SCALARS = {
     "ca_bundle": lambda k, v: parse_pem_file(k, v),
     "log_level": lambda k, v: _choice(k, v, ("debug", "info", "warning", "error")),
     "shutdown_timeout": parse_duration,
+    "client_timeout": parse_duration,
     "read_auth": parse_bool,
     "trusted_proxies": parse_networks,
     "session_lifetime": parse_duration,

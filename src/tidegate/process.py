@@ -65,7 +65,9 @@ async def _serve(settings: Settings, sock: socket.socket, master: int | None) ->
         # signal a worker.
         loop.add_signal_handler(signum, stop.set)
     app = make_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_timeout)
+    # keepalive_timeout also bounds a connection that never completes its request's headers.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_timeout,
+                           keepalive_timeout=settings.client_timeout)
     await runner.setup()
     try:
         await web.SockSite(runner, sock).start()

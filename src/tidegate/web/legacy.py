@@ -18,6 +18,7 @@ from ..publish.errors import Denied, Invalid, PublishError, storage_full
 from ..publish.service import Publisher, Received
 from ..storage.full import FULL_MESSAGE, disk_full
 from .auth import CHALLENGE, authenticate_publisher
+from .bodies import bounded
 from .keys import PUBLISHER, SETTINGS, TOKENS
 from .serverlog import one_line
 
@@ -38,7 +39,7 @@ async def read_form(request: web.Request, publisher: Publisher, limit: int) -> t
     received, filename = None, None
     try:
         reader = await request.multipart()
-        async for part in reader:
+        while (part := await bounded(request, reader.next())) is not None:
             if not isinstance(part, BodyPartReader) or not part.name:
                 continue
             if part.name == "content":
@@ -47,13 +48,13 @@ async def read_form(request: web.Request, publisher: Publisher, limit: int) -> t
                 filename = part.filename
 
                 async def chunks(part: BodyPartReader = part):
-                    while chunk := await part.read_chunk(1 << 20):
+                    while chunk := await bounded(request, part.read_chunk(1 << 20)):
                         yield chunk
 
                 received = await publisher.receive(chunks(), algorithms={"md5", "blake2_256"}, limit=limit)
             else:
                 value = bytearray()
-                while chunk := await part.read_chunk(64 * 1024):
+                while chunk := await bounded(request, part.read_chunk(64 * 1024)):
                     value += chunk
                     if len(value) > MAX_FIELD:  # checked while reading: never buffer a huge field
                         raise Invalid(f"The form field {part.name} is too large.", source=part.name)

@@ -30,6 +30,7 @@ from ..publish.protocol import API_VERSION, COMPATIBLE_VERSIONS, MECHANISM, MEDI
 from ..publish.service import SessionView
 from ..publish.states import FileState
 from ..storage.records import Upload
+from . import bodies
 from .auth import authenticate_publisher
 from .keys import PUBLISHER, SETTINGS, TOKENS
 from .problems import problems
@@ -55,7 +56,7 @@ async def read_request(request: web.Request) -> dict[str, Any]:
     if content_type != MEDIA_TYPE:
         raise Invalid(f"Send requests as {MEDIA_TYPE}.", source="Content-Type", status=415)
     try:
-        body = json.loads(await request.read())
+        body = json.loads(await bodies.bounded(request, request.read()))
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
         raise Invalid("The request body is not valid JSON.", source="body") from None
     if not isinstance(body, dict):
@@ -210,7 +211,7 @@ async def extend_upload(request: web.Request) -> web.Response:
 async def upload_content(request: web.Request) -> web.Response:
     await request.config_dict[PUBLISHER].receive_file(
         await require_user(request), request.match_info["token"], request.match_info["upload"],
-        request.content.iter_chunked(1 << 20), request.content_length)
+        bodies.chunks(request, request.content.iter_chunked(1 << 20)), request.content_length)
     return web.Response(status=204)
 
 
@@ -219,7 +220,7 @@ async def upload_attestations(request: web.Request) -> web.Response:
     publisher = request.config_dict[PUBLISHER]
     await publisher.upload(user, request.match_info["token"], request.match_info["upload"])
     await publisher.set_attestations(user, request.match_info["token"], request.match_info["upload"],
-                                     await request.read())
+                                     await bodies.bounded(request, request.read()))
     return web.Response(status=204)
 
 
