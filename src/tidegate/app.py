@@ -149,7 +149,10 @@ async def _sweep(publisher: Publisher, storage: Storage) -> None:
             await publisher.collect_garbage()
             if sweeps % PRUNE_EVERY == 0:
                 await storage.pages.prune()
-        except Exception:
-            log.exception("the periodic sweep failed")
+        except Exception as exc:
+            if disk_full(exc) or out_of_files(exc):  # a resource ran out: the next sweep tries again
+                _exhausted.warning("sweep", f"the periodic sweep failed: {exc}")
+            else:
+                log.exception("the periodic sweep failed")
         sweeps += 1
         await asyncio.sleep(EXPIRY_INTERVAL)
