@@ -481,6 +481,8 @@ async def test_upstream_provenance_is_served_by_tidegate_and_kept_for_offline(fa
         async with tg.get(FILE_PATH + ".provenance") as r:
             assert r.status == 200 and await r.read() == fake.provenance
     assert idx.index.requests[UPSTREAM_FILE + ".provenance"] == 1
+    async with tg.get(FILE_PATH) as r:
+        assert r.status == 200 and await r.read()  # offline pages list only the files cached
     offline = await tidegate(upstreams=[idx.url], data_dir=str(tg.settings.data_dir), offline=True)
     await idx.close()
     async with offline.get(FILE_PATH + ".provenance") as r:

@@ -22,6 +22,11 @@ class PageMemory:
                 self._account(name, page)  # bodies are rendered on first use: the weight grows
         return page
 
+    def clear(self) -> None:
+        self._pages.clear()
+        self._weights.clear()
+        self._bytes = 0
+
     def put(self, name: str, page: Page) -> Page:
         self._pages[name] = page
         self._pages.move_to_end(name)

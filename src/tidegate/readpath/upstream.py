@@ -13,9 +13,11 @@ import hashlib
 import logging
 import re
 import time
+from dataclasses import replace
 from typing import AsyncIterator
 
 import aiohttp
+import msgspec
 
 from ..cache.downloads import CHUNK, Download, DownloadFailed, Downloads, blob_key
 from ..ranges import parse_range
@@ -58,6 +60,7 @@ class UpstreamSource:
         self._flights: SingleFlight = SingleFlight()
         self._listing = 0  # bumped when this worker learns a project appeared or vanished
         self._storing: dict[asyncio.Task, PageRecord] = {}  # records being stored, each holding its page's lock
+        self._offline_stamp: object = None  # the page cache's change stamp the memory was filled at
 
     @property
     def offline(self) -> bool:
@@ -80,15 +83,13 @@ class UpstreamSource:
 
     async def page(self, name: NormalizedName, *, revalidate: bool = False) -> PageAnswer | None:
         """The project's page, or None when no upstream has the project."""
+        if self.offline:
+            return await self._offline_page(name)
         page = self._memory.get(name)
         loaded: PageRecord | None | bool = False  # what the disk held just now (False: not asked)
         if page is None:
             loaded = await self._pages.load(name)
             page = self._remember(loaded) if loaded is not None else None
-        if self.offline:
-            if page is None or page.record is None or not page.record.found:
-                raise NotCached(f"{name} is not in this mirror (tidegate is offline).")
-            return PageAnswer(page, CacheResult.OFFLINE)
         now = time.time()
         if revalidate and page is not None and now - page.record.fetched_at < self.settings.min_refresh:
             revalidate = False  # confirmed moments ago: a client's max-age=0 is satisfied already
@@ -98,6 +99,37 @@ class UpstreamSource:
             page, how = await self._flights.run(("page", name, revalidate),
                                                 lambda: self._refresh(name, revalidate, loaded))
         return PageAnswer(page, how) if page.record.found else None
+
+    async def _offline_page(self, name: NormalizedName) -> PageAnswer:
+        """Offline, a page lists exactly the files this mirror has, so that no resolver picks
+        one it cannot get. Pages are kept in memory until the page cache says it changed in
+        bulk (a bundle imported, a repair), which a running server so sees at once."""
+        stamp = self._pages.changed()
+        if stamp != self._offline_stamp:
+            self._memory.clear()
+            self._offline_stamp = stamp
+        page = self._memory.get(name)
+        if page is None:
+            loaded = await self._pages.load(name)
+            if loaded is not None and loaded.served is not None:
+                page = self._memory.put(name, Page.of_record(await self.available(loaded)))
+        if page is None or page.record is None or not page.record.found:
+            raise NotCached(f"{name} is not in this mirror (tidegate is offline).")
+        return PageAnswer(page, CacheResult.OFFLINE)
+
+    async def available(self, record: PageRecord) -> PageRecord:
+        """The record with only the files whose bytes are cached, and provenance links only
+        where the provenance is cached too."""
+        assert record.served is not None
+        files = []
+        for f in record.served.files:
+            key = blob_key(f)
+            if not await self._blobs.exists(key):
+                continue
+            if f.provenance is not None and await self._pages.load_metadata("provenance-" + key) is None:
+                f = msgspec.structs.replace(f, provenance=None)
+            files.append(f)
+        return replace(record, served=msgspec.structs.replace(record.served, files=tuple(files)))
 
     def _remember(self, record: PageRecord) -> Page:
         known = self._memory.get(record.name)
@@ -209,11 +241,14 @@ class UpstreamSource:
 
     # --- files ---
 
-    def source_of(self, record: PageRecord, filename: str) -> tuple[File, UpstreamClient] | None:
-        """The upstream file entry behind a filename on a served page, and who serves it."""
+    def source_of(self, record: PageRecord, filename: str) -> tuple[File, UpstreamClient | None] | None:
+        """The upstream file entry behind a filename on a served page, and who serves it (offline:
+        nobody; the upstream need not even be configured, as after importing a bundle)."""
         served = record.served.file(filename) if record.served is not None else None
         if served is None:
             return None
+        if self.offline:
+            return served, None
         for part in record.parts:
             # The very entry the page lists: with merging, another upstream's file of the same
             # name may be hidden (by cooldown or priority) and must not be the one served.
@@ -225,6 +260,8 @@ class UpstreamSource:
         assert answer.page.record is not None
         source = self.source_of(answer.page.record, query.filename)
         if source is None:
+            if self.offline:
+                raise NotCached(f"{query.filename} is not in this mirror (tidegate is offline).")
             raise NotFound(f"{query.filename} is not a file of project {query.project}.")
         upstream_file, client = source
         if query.part is Part.PROVENANCE:
@@ -236,7 +273,7 @@ class UpstreamSource:
         fh = await self._blobs.open(key)
         if fh is not None:
             return BlobAnswer(fh, etag, content_type, CacheResult.HIT)
-        if self.settings.offline:
+        if self.offline or client is None:
             raise NotCached(f"{query.filename} is not cached and tidegate is offline.")
         ranged = query.range if query.if_range is None or query.if_range.strip() == etag else None
         if query.head or ranged:
@@ -292,7 +329,7 @@ class UpstreamSource:
 
     # --- PEP 740 provenance ---
 
-    async def provenance(self, file: File, client: UpstreamClient) -> bytes:
+    async def provenance(self, file: File, client: UpstreamClient | None) -> bytes:
         """The upstream's provenance object of a file: fetched once, checked to be about this
         very file, then served from the cache (so offline too)."""
         if file.provenance is None:
@@ -301,7 +338,7 @@ class UpstreamSource:
         cached = await self._pages.load_metadata(key)
         if cached is not None:
             return cached
-        if self.settings.offline:
+        if self.offline or client is None:
             raise NotCached(f"The provenance of {file.filename} is not cached and tidegate is offline.")
         try:
             status, _, body = await client.fetch_bytes(file.provenance, METADATA_LIMIT)
@@ -318,7 +355,7 @@ class UpstreamSource:
 
     # --- PEP 658 metadata ---
 
-    async def metadata(self, file: File, client: UpstreamClient) -> bytes:
+    async def metadata(self, file: File, client: UpstreamClient | None) -> bytes:
         if not file.is_wheel and not file.core_metadata:
             raise NotFound(f"No metadata file is available for {file.filename}.")
         key = blob_key(file)
@@ -334,14 +371,14 @@ class UpstreamSource:
         except MetadataError as exc:
             raise UpstreamFailed(f"The upstream's {file.filename} is not a valid wheel: {exc}") from None
 
-    async def _find_metadata(self, file: File, client: UpstreamClient, key: str) -> bytes:
+    async def _find_metadata(self, file: File, client: UpstreamClient | None, key: str) -> bytes:
         metadata = None
-        if file.core_metadata and not self.settings.offline:
+        if file.core_metadata and client is not None and not self.offline:
             metadata = await self._upstream_metadata(file, client)
         if metadata is None and file.is_wheel:
             if await self._blobs.exists(key):
                 metadata = await self._metadata_from_blob(file)
-            elif self.settings.offline:
+            elif self.offline or client is None:
                 raise NotCached(f"The metadata of {file.filename} is not cached and tidegate is offline.")
             else:
                 metadata = await self._ranged_metadata(file, client)

@@ -8,7 +8,9 @@ of 0.2. A reader that catches a page half written (or a crash that leaves one) f
 that does not decode, which is a miss: the record's JSON is whole or invalid. Metadata files,
 which are served as they are, are still written then renamed.
 Layout: pages/<name[:2]>/<name>.page for a record that found its project, <name>.none for one
-that did not (so the root list is a directory listing), metadata/<key[:2]>/<key>. Records are in
+that did not (so the root list is a directory listing), metadata/<key[:2]>/<key>, and `changed`,
+replaced after a bulk change (an imported bundle, a repair), whose identity workers compare to
+drop what they keep in memory. Records are in
 the versioned format of records.py; nothing is pickled. Every call runs in a thread.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from .records import PageRecord, decode_page, encode_page
 
 FOUND, MISSING, TEMP = ".page", ".none", ".tmp"
+STAMP = "changed"
 _TEMPS = itertools.count()
 
 
@@ -35,6 +38,32 @@ class FilePageCache:
 
     async def close(self) -> None:
         pass
+
+    def changed(self) -> tuple[int, int] | None:
+        """Differs after every store_all() or mark_changed() by any process: one stat."""
+        try:
+            st = os.stat(self._stamp)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    @property
+    def _stamp(self) -> Path:
+        return self._pages.parent / STAMP
+
+    async def mark_changed(self) -> None:
+        await asyncio.to_thread(_write, self._stamp, str(os.getpid()).encode())
+
+    async def store_all(self, records: list[PageRecord]) -> None:
+        """Store many records, each replaced atomically (write then rename: no reader ever
+        finds one of them missing), then mark the change."""
+        await asyncio.to_thread(self._store_all, records)
+        await self.mark_changed()
+
+    def _store_all(self, records: list[PageRecord]) -> None:
+        for record in records:
+            _write(self._page(record.name, FOUND if record.found else MISSING), encode_page(record))
+            self._page(record.name, MISSING if record.found else FOUND).unlink(missing_ok=True)
 
     def _page(self, name: str, suffix: str) -> Path:
         return self._pages / name[:2] / (name + suffix)

@@ -56,6 +56,16 @@ class PageCache(Protocol):
 
     async def store(self, record: PageRecord) -> None: ...
 
+    async def store_all(self, records: list[PageRecord]) -> None:
+        """Store many records (a bundle's), each replaced atomically, then mark the change."""
+
+    def changed(self) -> Hashable:
+        """A value that differs after any store_all() or mark_changed(), by any process; cheap
+        and non-blocking. Workers drop the pages they keep in memory when it changes."""
+
+    async def mark_changed(self) -> None:
+        """Say that pages or the files they list changed in bulk (files removed by a repair)."""
+
     async def names(self) -> list[str]:
         """Projects with a stored page that found the project."""
 
