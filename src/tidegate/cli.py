@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     hashpw.add_argument("--password", help="the password (default: prompt)")
     client_args.add_parsers(commands)
     admin_args.add_parsers(commands)
+    from .airgap import cli as airgap_cli
+
+    airgap_cli.add_parsers(commands)
     return parser
 
 
@@ -92,6 +95,12 @@ def backup(settings: Settings, dest: str, cached_files: bool) -> int:
     return 1 if report.missing else 0
 
 
+def airgap_commands() -> tuple[str, ...]:
+    from .airgap.cli import COMMANDS
+
+    return COMMANDS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "config":
@@ -111,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(hash_password(password))
         return 0
     try:
+        if args.command in airgap_commands():
+            from .airgap import cli as airgap_cli
+
+            return airgap_cli.run(args, lambda a: settings_from_args(a, dict(os.environ)))
         settings = settings_from_args(args, dict(os.environ))
     except ConfigError as exc:
         print(f"tidegate: bad setting {exc}", file=sys.stderr)

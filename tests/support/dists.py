@@ -42,11 +42,13 @@ def sha256_of(path: Path | str) -> str:
 
 
 def _metadata(
-    name: str, version: str, requires_python: str | None, requires_dist: Sequence[str]
+    name: str, version: str, requires_python: str | None, requires_dist: Sequence[str],
+    provides_extra: Sequence[str] = (),
 ) -> str:
     lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     if requires_python is not None:
         lines.append(f"Requires-Python: {requires_python}")
+    lines += [f"Provides-Extra: {extra}" for extra in provides_extra]
     lines += [f"Requires-Dist: {req}" for req in requires_dist]
     return "\n".join(lines) + "\n\n"
 
@@ -70,6 +72,7 @@ def build_wheel(
     padding: int = 0,
     tag: str = "py3-none-any",
     module_code: str | None = None,
+    provides_extra: Sequence[str] = (),
 ) -> Path:
     """Write `<escaped>-<version>-<tag>.whl` into dest and return its path.
 
@@ -79,7 +82,7 @@ def build_wheel(
     module = escape(name)
     dist_info = f"{module}-{version}.dist-info"
     code = module_code if module_code is not None else f'__version__ = "{version}"\n'
-    metadata = _metadata(name, version, requires_python, requires_dist)
+    metadata = _metadata(name, version, requires_python, requires_dist, provides_extra)
     wheel = f"Wheel-Version: 1.0\nGenerator: tidegate-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
     entries: list[tuple[str, bytes, int]] = [  # (archive name, data, compression)
         (f"{module}/__init__.py", code.encode(), zipfile.ZIP_DEFLATED),

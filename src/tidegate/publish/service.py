@@ -480,6 +480,45 @@ class Publisher:
             await self._remove_unreferenced([received.sha256])
             raise
 
+    # --- air-gap bundles (tidegate export / import) ---
+
+    async def published_files(self, wanted: Callable[[str], bool]) -> tuple[list[PublishedFile], dict[str, bytes]]:
+        """The published files of the local projects `wanted` selects, and their metadata files."""
+
+        def read(rows: IndexRows) -> tuple[list[PublishedFile], dict[str, bytes]]:
+            files = [f for p in sorted(rows.local_projects()) if wanted(p) for f in rows.files_of(p)]
+            metadata = {f.metadata_sha256: body for f in files
+                        if f.metadata_sha256 and (body := rows.metadata(f.metadata_sha256)) is not None}
+            return files, metadata
+
+        return await self._index.read(read)
+
+    async def bundle_imported(self, bundle: str) -> bool:
+        return await self._index.read(lambda rows: rows.bundle_imported(bundle))
+
+    async def import_bundle(self, bundle: str, base: str | None, files: list[PublishedFile],
+                            metadata: dict[str, bytes]) -> None:
+        """Publish a bundle's local files (their blobs committed already) and record the bundle,
+        in one transaction: all of it, or nothing (Invalid if a file of the same name was
+        published here with other contents). Yank states follow the bundle's."""
+        now = self._clock()
+
+        def apply(rows: IndexRows) -> None:
+            for f in files:
+                existing = rows.published(f.filename)
+                if existing is None:
+                    rows.register(f.project, now)
+                    rows.insert_file(f, session=None)
+                elif existing.sha256 != f.sha256:
+                    raise Invalid(already_exists(f.filename), source="content")
+                else:
+                    rows.set_yanked_state(f.filename, f.yanked)
+            for digest, body in metadata.items():
+                rows.put_metadata(digest, body)
+            rows.record_bundle(bundle, base, now)
+
+        await self._index.write(apply)
+
     # --- administration ---
 
     async def yank(self, who: Who, filename: str, reason: str | None) -> PublishedFile:

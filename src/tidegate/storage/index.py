@@ -109,6 +109,13 @@ MIGRATIONS = (
     CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END
     """,
+    """
+    CREATE TABLE IF NOT EXISTS bundles (       -- air-gap bundles imported (tidegate import)
+        id TEXT PRIMARY KEY,
+        base TEXT,                             -- the bundle it extends, NULL for a full one
+        imported_at REAL NOT NULL
+    );
+    """,
 )
 
 _SESSION_FIELDS = frozenset({"status", "expires_at", "ended_at", "notices"})
@@ -226,6 +233,19 @@ class IndexRows:
 
     def put_metadata(self, sha256: str, body: bytes) -> None:
         self._db.execute("INSERT OR IGNORE INTO metadata (sha256, body) VALUES (?, ?)", (sha256, body))
+
+    def set_yanked_state(self, filename: str, yanked: str | None) -> bool:
+        """A published file's yank state as a bundle carries it (no-op when already so)."""
+        return self._db.execute("UPDATE files SET yanked = ? WHERE filename = ? AND yanked IS NOT ?",
+                                (yanked, filename, yanked)).rowcount == 1
+
+    # --- imported bundles ---
+
+    def bundle_imported(self, bundle: str) -> bool:
+        return bool(self._all("SELECT 1 FROM bundles WHERE id = ?", (bundle,)))
+
+    def record_bundle(self, bundle: str, base: str | None, now: float) -> None:
+        self._db.execute("INSERT OR IGNORE INTO bundles (id, base, imported_at) VALUES (?, ?, ?)", (bundle, base, now))
 
     # --- publishing sessions ---
 

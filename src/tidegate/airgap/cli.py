@@ -1,0 +1,148 @@
+"""The air-gap commands: keygen, export, import, verify, prefetch (registered by tidegate.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+COMMANDS = ("keygen", "export", "import", "verify", "prefetch")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", default=os.environ.get("TIDEGATE_CONFIG"),
+                        help="TOML settings file (default: $TIDEGATE_CONFIG, else none)")
+    parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
+    parser.add_argument("--upstream", dest="upstreams", action="append", metavar="URL",
+                        help="upstream simple index, as for serve (repeat for several)")
+
+
+def add_parsers(commands: Any) -> None:
+    keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing bundles",
+                                 description="Write a new Ed25519 private key to KEYFILE (mode 0600) and its "
+                                             "public key to KEYFILE.pub, for export --sign-key and "
+                                             "import --verify-key.")
+    keygen.add_argument("keyfile", type=Path)
+
+    export = commands.add_parser("export", help="write the mirror (or part of it) as one bundle file",
+                                 description="Write every selected page (PEP 691 JSON), its cached files, "
+                                             "metadata and provenance, and the local index's projects to one "
+                                             "bundle, with a manifest of every file's size and sha256.")
+    export.add_argument("--output", "-o", required=True, type=Path, metavar="BUNDLE")
+    export.add_argument("--since", type=Path, metavar="EARLIER_BUNDLE",
+                        help="hold only what EARLIER_BUNDLE (and the bundles it extends) lacked")
+    export.add_argument("--project", dest="projects", action="append", default=[], metavar="PATTERN",
+                        help="only projects matching this name or glob (repeat; default: all)")
+    export.add_argument("--sign-key", type=Path, metavar="KEY", help="Ed25519 private key (tidegate keygen)")
+    _common(export)
+
+    imp = commands.add_parser("import", help="import a bundle: checked whole, then visible at once",
+                              description="Check the bundle's signature (with --verify-key), manifest and every "
+                                          "byte, then make all of it visible. A running server sees it without "
+                                          "a restart. Importing a bundle twice changes nothing.")
+    imp.add_argument("bundle", type=Path)
+    imp.add_argument("--verify-key", type=Path, metavar="PUBKEY", help="require a signature by this public key")
+    _common(imp)
+
+    ver = commands.add_parser("verify", help="re-hash every cached and local file",
+                              description="Re-hash every cached and local file against its recorded hashes and "
+                                          "report each corrupt or missing one (exit status 1 if any).")
+    ver.add_argument("--repair", action="store_true",
+                     help="remove corrupt cached files (fetched again online); local uploads are only reported")
+    _common(ver)
+
+    from .prefetch import add_parser
+
+    add_parser(commands, _common)
+
+
+def run(args: argparse.Namespace, settings_of) -> int:
+    """Run an air-gap command; `settings_of(args)` gives the settings (or raises ConfigError)."""
+    if args.command == "keygen":
+        from .signing import keygen
+
+        try:
+            public = keygen(args.keyfile)
+        except OSError as exc:
+            print(f"tidegate: cannot write {args.keyfile}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        print(f"private key: {args.keyfile}\npublic key:  {public}")
+        return 0
+    settings = settings_of(args)
+    if args.command == "prefetch":
+        from .prefetch import run as prefetch
+
+        return prefetch(settings, args)
+    return asyncio.run(_with_storage(settings, args))
+
+
+async def _with_storage(settings, args: argparse.Namespace) -> int:
+    from ..publish.service import Publisher, no_upstream
+    from ..storage import open_storage
+
+    storage = await open_storage(settings)
+    publisher = Publisher(settings, storage.index, storage.local_blobs, no_upstream)
+    try:
+        if args.command == "export":
+            return await _export(storage, publisher, args)
+        if args.command == "import":
+            return await _import(storage, publisher, args)
+        return await _verify(storage, publisher, args)
+    finally:
+        await storage.close()
+
+
+async def _export(storage, publisher, args) -> int:
+    from .export import ExportError, export
+    from .signing import KeyFileError
+
+    try:
+        done = await export(storage, publisher, args.output, since=args.since, patterns=args.projects,
+                            sign_key=args.sign_key)
+    except (ExportError, KeyFileError) as exc:
+        print(f"tidegate: export failed: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"tidegate: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    extends = f", extends {done.base}" if done.base else ""
+    print(f"bundle {done.bundle}{extends}: {done.pages} pages, {done.files} files, {done.bytes} bytes -> {args.output}")
+    return 0
+
+
+async def _import(storage, publisher, args) -> int:
+    from .imports import Refused, import_bundle
+    from .signing import KeyFileError
+
+    try:
+        done = await import_bundle(storage, publisher, args.bundle, verify_key=args.verify_key)
+    except (Refused, KeyFileError) as exc:
+        print(f"tidegate: import refused, nothing changed: {exc}", file=sys.stderr)
+        return 1
+    if done.already:
+        print(f"bundle {done.bundle} was imported already: nothing to do")
+    else:
+        print(f"bundle {done.bundle}: {done.pages} pages, {done.files} files, {done.bytes} bytes imported")
+    return 0
+
+
+async def _verify(storage, publisher, args) -> int:
+    from .verify import verify
+
+    report = await verify(storage, publisher, repair=args.repair)
+    unrepaired = 0
+    for p in report.problems:
+        if p.repaired:
+            note = "removed from the cache"
+        elif p.kind == "local":
+            note = "local upload, NOT removed: restore it from its source"
+        else:
+            note = "run with --repair to remove it"
+        print(f"{p.kind} {p.filename}: {p.what} ({note})")
+        unrepaired += not p.repaired
+    print(f"{report.checked} files checked, {len(report.problems)} problems"
+          + (f", {len(report.problems) - unrepaired} repaired" if args.repair else ""))
+    return 1 if unrepaired else 0

@@ -1,0 +1,209 @@
+"""`tidegate import`: a bundle checked whole, then made visible.
+
+Nothing of a bundle is visible before every check passed: the signature (with --verify-key),
+the manifest, the base bundle of a delta, and every member's size and sha256 (read into the
+blob stores' temp files, never under a final name). Then, in this order:
+
+1. blobs are committed, content-addressed: harmless while no page lists them;
+2. metadata and provenance files are stored (also invisible until a page links them);
+3. the pages are stored (each replaced atomically), then the page cache's change stamp moves,
+   which makes every worker drop the pages it holds in memory;
+4. one index-store transaction publishes the local files and records the bundle id.
+
+"At once", across the page cache's files, means: every file a page lists is there before the
+page is; each page switches from its old state to its new one atomically; a server's workers
+see the new pages from the next request (what they held in memory is dropped on the stamp).
+The pages of one bundle are not switched in a single atomic step among themselves: a client
+resolving during step 3 (milliseconds per hundred pages) may see some projects in their new
+state and others still in their old one; each of those states lists only files present. A
+crash before step 4 leaves the bundle unrecorded, and importing it again completes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..publish.errors import PublishError
+from ..publish.service import Publisher
+from ..simple.json_page import parse_project_json
+from ..storage import Storage
+from ..storage.records import PageRecord, Part, PublishedFile, Validators
+from . import manifest as mf
+from .progress import Progress
+from .signing import verify
+
+CHUNK = 1024 * 1024
+_BASE = "https://invalid/"  # page documents' URLs are absolute
+
+
+class Refused(Exception):
+    """The bundle is not imported; the message says why, in one line."""
+
+
+@dataclass
+class Imported:
+    bundle: str
+    already: bool = False
+    pages: int = 0
+    files: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class _Received:
+    temps: dict[str, Path] = field(default_factory=dict)  # member name -> verified temp file
+    bodies: dict[str, bytes] = field(default_factory=dict)  # member name -> verified small file
+
+
+def _header(path: Path) -> tuple[mf.Manifest, bytes, bytes | None]:
+    """The manifest (decoded, and its bytes) and signature at the head of the bundle."""
+    try:
+        with tarfile.open(path, "r|") as tar:
+            first = tar.next()
+            if first is None or first.name != mf.MANIFEST or not first.isfile():
+                raise Refused(f"{path} is not a tidegate bundle (no {mf.MANIFEST} first)")
+            if first.size > mf.MAX_MANIFEST:
+                raise Refused(f"the manifest is larger than {mf.MAX_MANIFEST} bytes")
+            data = tar.extractfile(first).read()  # type: ignore[union-attr]
+            if len(data) != first.size:
+                raise Refused("the bundle is truncated inside its manifest")
+            second = tar.next()
+            signature = tar.extractfile(second).read(4096) if second is not None and second.name == mf.SIGNATURE \
+                else None  # type: ignore[union-attr]
+    except (tarfile.TarError, EOFError) as exc:
+        raise Refused(f"the bundle is truncated or damaged: {exc}") from None
+    except OSError as exc:
+        raise Refused(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return mf.decode(data), data, signature
+    except mf.BadManifest as exc:
+        raise Refused(str(exc)) from None
+
+
+async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
+                        verify_key: Path | None = None) -> Imported:
+    manifest, data, signature = await asyncio.to_thread(_header, path)
+    if verify_key is not None:
+        if signature is None:
+            raise Refused(f"bundle {manifest.bundle} is not signed, and --verify-key asks for a signature")
+        if not verify(verify_key, data, signature):
+            raise Refused(f"bundle {manifest.bundle}'s signature does not match the key {verify_key}")
+    if await publisher.bundle_imported(manifest.bundle):
+        return Imported(manifest.bundle, already=True)
+    if manifest.base is not None and not await publisher.bundle_imported(manifest.base):
+        raise Refused(f"bundle {manifest.bundle} extends bundle {manifest.base}, which was never imported here; "
+                      f"import {manifest.base} first")
+    local = [PublishedFile(**{f: getattr(row, f) for f in row.__struct_fields__}) for row in manifest.local]
+    for pf in local:  # before anything is written: a conflict refuses the bundle whole
+        existing = await storage.index.read(lambda rows, name=pf.filename: rows.published(name))
+        if existing is not None and existing.sha256 != pf.sha256:
+            raise Refused(f"{pf.filename} is published here with other contents; published files never change")
+    records = [_record(page) for page in manifest.pages]
+    present = {m.name for m in manifest.files if m.kind in (mf.CACHED, mf.LOCAL)
+               and await (storage.cache_blobs if m.kind == mf.CACHED else storage.local_blobs).exists(m.key)}
+    temps = {m.name: (storage.cache_blobs if m.kind == mf.CACHED else storage.local_blobs).temp_path(m.key)
+             for m in manifest.files if m.kind in (mf.CACHED, mf.LOCAL) and m.name not in present}
+    received = _Received()
+    try:
+        await asyncio.to_thread(_receive, path, manifest, temps, received)
+        # Every byte checked: now make it visible, blobs first.
+        for member in manifest.files:
+            temp = received.temps.get(member.name)
+            if temp is not None:
+                store = storage.cache_blobs if member.kind == mf.CACHED else storage.local_blobs
+                await store.commit(temp, member.key)
+    finally:
+        for temp in received.temps.values():
+            temp.unlink(missing_ok=True)
+    local_metadata: dict[str, bytes] = {}
+    for member in manifest.files:
+        if member.kind == mf.METADATA:
+            await storage.pages.store_metadata(member.key, received.bodies[member.name])
+        elif member.kind == mf.LOCAL_METADATA:
+            local_metadata[member.key] = received.bodies[member.name]
+    if records:
+        await storage.pages.store_all(records)
+    else:
+        await storage.pages.mark_changed()  # new files for pages already here: offline pages list them now
+    try:
+        await publisher.import_bundle(manifest.bundle, manifest.base, local, local_metadata)
+    except PublishError as exc:
+        raise Refused(str(exc)) from None
+    return Imported(manifest.bundle, pages=len(records), files=len(manifest.files),
+                    bytes=sum(m.size for m in manifest.files))
+
+
+def _record(page: mf.Page) -> PageRecord:
+    try:
+        project = parse_project_json(bytes(page.project), _BASE, page.name)
+    except ValueError as exc:
+        raise Refused(f"the page of {page.name} in the manifest is not a PEP 691 page: {exc}") from None
+    return PageRecord(page.name, (Part(page.upstream, project, Validators()),), project, page.fetched_at,
+                      page.changed_at)
+
+
+def _receive(path: Path, manifest: mf.Manifest, temps: dict[str, Path], received: _Received) -> None:
+    """Read every member after the header, checking each against the manifest; verified blobs
+    land in their temp files, small files in memory. Refused on the first discrepancy."""
+    expected = {m.name: m for m in manifest.files}
+    seen: set[str] = set()
+    progress = Progress("import", len(expected))
+    try:
+        with tarfile.open(path, "r|") as tar:
+            for info in tar:
+                if info.name in (mf.MANIFEST, mf.SIGNATURE):
+                    continue
+                member = expected.get(info.name)
+                if member is None or info.name in seen or not info.isfile():
+                    raise Refused(f"the bundle holds {info.name!r}, which its manifest does not list (once)")
+                if info.size != member.size:
+                    raise Refused(f"{info.name} is {info.size} bytes, the manifest says {member.size}")
+                seen.add(info.name)
+                _take(tar.extractfile(info), member, temps.get(info.name), received)  # type: ignore[arg-type]
+                progress.advance()
+    except (tarfile.TarError, EOFError) as exc:
+        raise Refused(f"the bundle is truncated or damaged: {exc}") from None
+    finally:
+        progress.finish()
+    missing = [name for name in expected if name not in seen]
+    if missing:
+        raise Refused(f"the bundle is truncated: {len(missing)} of its {len(expected)} files are missing "
+                      f"(first: {missing[0]})")
+
+
+def _take(source, member: mf.Member, temp: Path | None, received: _Received) -> None:
+    digest = hashlib.sha256()
+    size = 0
+    small = member.kind in (mf.METADATA, mf.LOCAL_METADATA)
+    parts: list[bytes] = []
+    out = open(temp, "wb") if temp is not None else None
+    try:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            if small:
+                parts.append(chunk)
+            elif out is not None:
+                out.write(chunk)
+        if out is not None:
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        if out is not None:
+            out.close()
+            temp.unlink(missing_ok=True)  # type: ignore[union-attr]
+        raise
+    if out is not None:
+        out.close()
+        received.temps[member.name] = temp  # type: ignore[assignment]
+    if size != member.size:
+        raise Refused(f"the bundle is truncated inside {member.name}")
+    if digest.hexdigest() != member.sha256:
+        raise Refused(f"{member.name} does not match its sha256 in the manifest: the bundle was altered or damaged")
+    if small:
+        received.bodies[member.name] = b"".join(parts)

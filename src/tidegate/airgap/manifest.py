@@ -1,0 +1,113 @@
+"""A bundle's manifest: what it holds, as one JSON document that the signature covers.
+
+Pure data and codecs. A bundle is a tar whose first member is this manifest (then, if signed,
+its detached Ed25519 signature), then one member per file the manifest lists, each checked on
+import against the size and sha256 stated here. Pages travel as PEP 691 JSON (the upstream's
+absolute file URLs kept, as the page cache stores them), so every field the model knows
+(hashes, upload times, yanked reasons, requires-python, PEP 658/740 links, project status)
+survives the trip. `holds_*` are cumulative over the chain of bundles a delta extends, so the
+next delta can be cut from this manifest alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+
+import msgspec
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+MAX_MANIFEST = 512 * 1024 * 1024
+
+# Kinds of file member, and the member-name prefix of each.
+CACHED = "files"  # a cached upstream file, committed to the cache's blob store under `key`
+LOCAL = "local"  # an uploaded file, committed to the local blob store
+METADATA = "metadata"  # a PEP 658 metadata or PEP 740 provenance file of the page cache, by `key`
+LOCAL_METADATA = "local-metadata"  # a local file's PEP 658 metadata, by its sha256
+KINDS = (CACHED, LOCAL, METADATA, LOCAL_METADATA)
+
+
+class Member(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    kind: str
+    key: str
+    size: int
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}/{self.key}"
+
+
+class Page(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    upstream: str
+    fetched_at: float
+    changed_at: float
+    project: msgspec.Raw  # PEP 691 JSON of the page as served
+
+
+class LocalRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A published file of the local index, as the index holds it."""
+
+    filename: str
+    project: str
+    version: str
+    sha256: str
+    hashes: dict[str, str]
+    size: int
+    upload_time: str
+    requires_python: str | None = None
+    metadata_sha256: str | None = None
+    yanked: str | None = None
+    attestations: str | None = None
+
+
+class Manifest(msgspec.Struct, forbid_unknown_fields=True):
+    format: int
+    bundle: str
+    base: str | None
+    created: str
+    pages: list[Page]
+    local: list[LocalRow]
+    files: list[Member]
+    holds_files: list[str]  # member names of this bundle and every bundle it extends
+    holds_pages: dict[str, str]  # project -> sha256 of its page document, over the chain
+
+
+def new_bundle_id(now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    return f"{stamp}-{secrets.token_hex(6)}"
+
+
+def page_digest(document: bytes) -> str:
+    return hashlib.sha256(document).hexdigest()
+
+
+def encode(manifest: Manifest) -> bytes:
+    return msgspec.json.encode(manifest)
+
+
+class BadManifest(ValueError):
+    pass
+
+
+_DECODE = msgspec.json.Decoder(Manifest).decode
+
+
+def decode(data: bytes) -> Manifest:
+    """The manifest, or BadManifest saying in one line what is wrong with it."""
+    try:
+        manifest = _DECODE(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BadManifest(f"the manifest is not valid: {exc}") from None
+    if manifest.format != FORMAT:
+        raise BadManifest(f"the manifest is in format {manifest.format}; this tidegate reads format {FORMAT}")
+    for member in manifest.files:
+        if member.kind not in KINDS or not member.key or "/" in member.key or member.key.startswith("."):
+            raise BadManifest(f"the manifest lists a bad member {member.kind}/{member.key}")
+        if member.size < 0 or len(member.sha256) != 64:
+            raise BadManifest(f"the manifest's entry for {member.name} is malformed")
+    return manifest

@@ -1,0 +1,327 @@
+"""`tidegate prefetch`: the dependency closure of requirements (or lock files) for every
+(Python version, platform) target, put into the data dir through tidegate's own read path.
+
+Resolution is uv's (`uv pip compile` per target, with --python-version and --python-platform):
+a well-kept, fast resolver that evaluates markers and extras for a target other than the
+machine it runs on, which pip's resolver cannot. Its index is a tidegate server started in this
+process on 127.0.0.1 over the same data dir, so every page and PEP 658 metadata file the
+resolver reads is cached exactly as a client's request would cache it. Then every file the
+targets need is fetched through the same server (tidegate verifies it against the upstream's
+hashes; prefetch checks the bytes again against the page or lock file). Files already cached
+are not fetched again, so a prefetch killed midway resumes where it stopped. It may run while a
+server uses the same data dir: storage is shared through locks, as between workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+from aiohttp import web
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+
+from ..config import Settings
+from .progress import Progress
+from .targets import Target, targets
+
+JSON = "application/vnd.pypi.simple.v1+json"
+PARALLEL = 8
+RESOLVE_TIMEOUT = 600
+
+
+def add_parser(commands, common) -> None:
+    p = commands.add_parser(
+        "prefetch", help="cache the dependency closure of requirements for several targets",
+        description="Resolve the whole dependency closure (markers and extras included) for every "
+                    "(--python, --platform) target with uv, and cache every page, file, .metadata and "
+                    "provenance it needs, hash-verified. Re-running fetches only what is missing; what "
+                    "cannot be resolved is listed one requirement a line, and the exit status is 1.")
+    p.add_argument("requirements", nargs="*", metavar="REQUIREMENT")
+    p.add_argument("-r", "--requirement", dest="requirement_files", action="append", default=[], type=Path,
+                   metavar="REQUIREMENTS", help="a requirements file (hashes, extras, markers allowed)")
+    p.add_argument("--lock", dest="locks", action="append", default=[], type=Path, metavar="PYLOCK",
+                   help="a pylock.toml (PEP 751): every file it lists is fetched and checked against its hashes")
+    p.add_argument("--python", dest="pythons", action="append", default=[], metavar="X.Y",
+                   help="a target Python version (repeat; default: this interpreter's)")
+    p.add_argument("--platform", dest="platforms", action="append", default=[], metavar="TAG",
+                   help="a target platform tag, e.g. manylinux_2_28_x86_64, win_amd64 (repeat; default: this machine)")
+    sd = p.add_mutually_exclusive_group()
+    sd.add_argument("--sdists", dest="sdists", action="store_const", const=True, default=None,
+                    help="fetch every pinned release's sdist too")
+    sd.add_argument("--no-sdists", dest="sdists", action="store_const", const=False,
+                    help="wheels only (resolution then uses wheels only); default: an sdist only where no wheel fits")
+    common(p)
+
+
+@dataclass
+class Wanted:
+    project: str
+    filename: str
+    hashes: dict[str, str]
+    metadata: bool = False
+    provenance: bool = False
+
+
+@dataclass
+class Outcome:
+    unresolved: list[tuple[str, str]] = field(default_factory=list)  # (requirement, reason)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (filename, reason)
+    fetched: int = 0
+    present: int = 0
+
+
+def uv_binary() -> str:
+    from uv import find_uv_bin
+
+    return find_uv_bin()
+
+
+def top_level(requirements: list[str], files: list[Path]) -> list[str]:
+    """The requirements named on the command line and in the files (options and hashes dropped),
+    each resolved alone to tell which one cannot be resolved."""
+    out = list(requirements)
+    for path in files:
+        text = path.read_text()
+        text = re.sub(r"\\\n", " ", text)
+        for line in text.splitlines():
+            line = line.split(" #")[0].strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("-"):
+                if line.startswith(("-r ", "--requirement")):
+                    nested = line.split(None, 1)[1].strip()
+                    out += top_level([], [path.parent / nested])
+                continue
+            out.append(re.split(r"\s+--hash", line)[0].strip())
+    return out
+
+
+def _reason(output: str) -> str:
+    """uv's explanation, on one line."""
+    lines = [re.sub(r"^(?:[\s╰─▶×│]|cause:|error:)+", "", line).strip() for line in output.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("Resolved", "warning", "hint"))]
+    because = [line for line in lines if line.startswith(("Because", "No solution"))]
+    text = " ".join(because[-1:] or lines[-1:]) or "uv failed without saying why"
+    return text if len(text) < 400 else text[:397] + "..."
+
+
+async def _compile(index: str, target: Target, requirements: list[str], files: list[Path],
+                   sdists: bool | None, env: dict[str, str]) -> tuple[int, str, str]:
+    cmd = [uv_binary(), "pip", "compile", "--no-config", "--no-cache", "--no-header", "--no-annotate",
+           "--index-url", index, "--python-version", target.python]
+    platform = target.uv_platform()
+    if platform is not None:
+        cmd += ["--python-platform", platform]
+    if sdists is False:
+        cmd += ["--only-binary", ":all:"]
+    cmd += [str(path) for path in files]  # requirement files are uv pip compile's arguments
+    with tempfile.NamedTemporaryFile("w", suffix=".in", delete=False) as extra:
+        extra.write("\n".join(requirements) + "\n")
+    cmd.append(extra.name)
+    try:
+        proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), RESOLVE_TIMEOUT)
+    finally:
+        os.unlink(extra.name)
+    if os.environ.get("TIDEGATE_DEBUG_PREFETCH"):
+        print(cmd, out.decode(), err.decode(), file=sys.stderr)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def _pins(output: str) -> list[tuple[str, str]]:
+    pins = []
+    for line in output.splitlines():
+        line = line.split("#")[0].strip().rstrip("\\").strip()
+        m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;]+)", line)
+        if m:
+            pins.append((canonicalize_name(m.group(1)), m.group(3)))
+    return pins
+
+
+async def resolve(index: str, target: Target, requirements: list[str], files: list[Path], sdists: bool | None,
+                  env: dict[str, str], outcome: Outcome) -> list[tuple[str, str]]:
+    code, out, err = await _compile(index, target, requirements, files, sdists, env)
+    if code == 0:
+        return _pins(out)
+    # Which requirement cannot be resolved: each alone, then the rest together.
+    good: list[str] = []
+    for req in top_level(requirements, files):
+        code, _, err = await _compile(index, target, [req], [], sdists, env)
+        if code == 0:
+            good.append(req)
+        else:
+            outcome.unresolved.append((req, f"{_reason(err)} [{target}]"))
+    if not good:
+        return []
+    code, out, err = await _compile(index, target, good, [], sdists, env)
+    if code != 0:
+        outcome.unresolved.append((" ".join(good), f"not resolvable together: {_reason(err)} [{target}]"))
+        return []
+    return _pins(out)
+
+
+def _version_of(filename: str) -> str | None:
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        return str(parse_sdist_filename(filename)[1])
+    except ValueError:
+        return None
+
+
+async def _choose(session: aiohttp.ClientSession, origin: str, target: Target, pins: list[tuple[str, str]],
+                  sdists: bool | None, wanted: dict[str, Wanted], outcome: Outcome) -> None:
+    tag_set = target.tags()
+    from packaging.version import Version
+
+    for project, version in pins:
+        async with session.get(f"{origin}/simple/{project}/", headers={"Accept": JSON}) as r:
+            if r.status != 200:
+                outcome.failed.append((f"{project}=={version}", f"its page answered {r.status}"))
+                continue
+            page = json.loads(await r.read())
+        files = [f for f in page["files"] if (v := _version_of(f["filename"])) is not None
+                 and Version(v) == Version(version)]
+        wheels = [f for f in files if f["filename"].endswith(".whl") and target.accepts(f["filename"], tag_set)]
+        sdist = [f for f in files if not f["filename"].endswith(".whl")]
+        chosen = wheels + (sdist if sdists or (sdists is None and not wheels) else [])
+        if not chosen:
+            outcome.failed.append((f"{project}=={version}", f"no file for {target}"))
+        for f in chosen:
+            wanted.setdefault(f["filename"], Wanted(project, f["filename"], f.get("hashes", {}),
+                                                     metadata=bool(f.get("core-metadata") or f.get("dist-info-metadata")),
+                                                     provenance=bool(f.get("provenance"))))
+
+
+def from_lock(path: Path) -> list[Wanted]:
+    """Every file a pylock.toml lists (PEP 751), with its hashes."""
+    try:
+        lock = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    out = []
+    for package in lock.get("packages", []):
+        project = canonicalize_name(package["name"])
+        for entry in [*package.get("wheels", []), *([package["sdist"]] if "sdist" in package else [])]:
+            filename = entry.get("name") or unquote(urlsplit(entry.get("url", "")).path.rsplit("/", 1)[-1])
+            if filename:
+                out.append(Wanted(project, filename, dict(entry.get("hashes", {})), metadata=filename.endswith(".whl")))
+    return out
+
+
+async def _fetch(session: aiohttp.ClientSession, origin: str, storage, item: Wanted, outcome: Outcome) -> None:
+    from ..simple.names import normalize
+
+    base = f"{origin}/files/{normalize(item.project)}/{item.filename}"
+    sha256 = item.hashes.get("sha256")
+    if sha256 and await storage.cache_blobs.exists(sha256):
+        outcome.present += 1
+    else:
+        digests = {n: hashlib.new(n) for n in item.hashes if n in hashlib.algorithms_available}
+        try:
+            async with session.get(base) as r:
+                if r.status != 200:
+                    outcome.failed.append((item.filename, f"tidegate answered {r.status}: {(await r.text()).strip()}"))
+                    return
+                async for chunk in r.content.iter_chunked(1024 * 1024):
+                    for d in digests.values():
+                        d.update(chunk)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            outcome.failed.append((item.filename, f"transfer failed: {exc}"))
+            return
+        bad = [n for n, d in digests.items() if d.hexdigest() != item.hashes[n].lower()]
+        if bad:
+            outcome.failed.append((item.filename, f"{bad[0]} does not match"))
+            return
+        outcome.fetched += 1
+    for suffix, wanted in ((".metadata", item.metadata), (".provenance", item.provenance)):
+        if wanted:
+            async with session.get(base + suffix) as r:
+                await r.read()
+                if r.status != 200:
+                    outcome.failed.append((item.filename + suffix, f"tidegate answered {r.status}"))
+
+
+async def prefetch(settings: Settings, args: argparse.Namespace) -> Outcome:
+    from ..app import make_app
+    from ..web.keys import STORAGE
+
+    outcome = Outcome()
+    runner = web.AppRunner(make_app(settings), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    origin = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    env |= {"UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    wanted: dict[str, Wanted] = {}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300)) as session:
+            if args.requirements or args.requirement_files:
+                for target in targets(args.pythons, args.platforms):
+                    try:
+                        target.uv_platform()
+                    except ValueError as exc:
+                        outcome.unresolved.append(("--platform " + str(target.platform), str(exc)))
+                        continue
+                    pins = await resolve(origin + "/simple/", target, args.requirements, args.requirement_files,
+                                         args.sdists, env, outcome)
+                    await _choose(session, origin, target, pins, args.sdists, wanted, outcome)
+            for lock in args.locks:
+                try:
+                    items = from_lock(lock)
+                except (ValueError, KeyError) as exc:
+                    outcome.unresolved.append((str(lock), str(exc)))
+                    continue
+                for item in items:
+                    async with session.get(f"{origin}/simple/{item.project}/", headers={"Accept": JSON}) as r:
+                        await r.read()  # the page, cached for the offline side
+                    wanted.setdefault(item.filename, item)
+            storage = runner.app[STORAGE]
+            progress = Progress("prefetch", len(wanted))
+            queue = list(wanted.values())
+
+            async def worker() -> None:
+                while queue:
+                    await _fetch(session, origin, storage, queue.pop(), outcome)
+                    progress.advance()
+
+            await asyncio.gather(*(worker() for _ in range(PARALLEL)))
+            progress.finish()
+    finally:
+        await runner.cleanup()
+    return outcome
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.offline:
+        print("tidegate: prefetch needs the upstreams; it cannot run offline", file=sys.stderr)
+        return 2
+    if not (args.requirements or args.requirement_files or args.locks):
+        print("tidegate: prefetch needs requirements, -r files or --lock files", file=sys.stderr)
+        return 2
+    outcome = asyncio.run(prefetch(settings, args))
+    grouped: dict[tuple[str, str], list[str]] = {}  # one line a requirement and reason, naming the targets
+    for req, reason in outcome.unresolved:
+        why, _, where = reason.partition(" [")
+        grouped.setdefault((req, why), []).append(where.rstrip("]"))
+    for (req, why), where in grouped.items():
+        print(f"unresolved: {req}: {why}" + (f" (for {'; '.join(w for w in where if w)})" if any(where) else ""))
+    for filename, reason in outcome.failed:
+        print(f"failed: {filename}: {reason}")
+    print(f"{outcome.fetched} files fetched, {outcome.present} already cached, "
+          f"{len(outcome.unresolved)} requirements unresolved, {len(outcome.failed)} files failed")
+    return 1 if outcome.unresolved or outcome.failed else 0

@@ -1,0 +1,115 @@
+"""The air-gap workflow end to end: prefetch a closure with markers, extras and platform wheels
+for two Pythons and two platforms from a fake upstream, export it, import it into a fresh data
+dir, serve that offline, and install from it with real pip and uv (and `pip download` for the
+other platform), the offline server being the only index."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.fakeindex import Fault
+
+from .mirror import tidegate_cmd
+
+SPEEDUP = [f"demo_speedup-1.0-{tag}.whl" for tag in (
+    "cp311-cp311-manylinux_2_17_x86_64", "cp312-cp312-manylinux_2_17_x86_64", "cp311-cp311-win_amd64",
+    "cp312-cp312-win_amd64")]
+TARGETS = ["--python", "3.11", "--python", "3.12", "--platform", "manylinux_2_28_x86_64", "--platform", "win_amd64"]
+
+
+@pytest.fixture
+async def upstream(fake_index, dists):
+    idx = await fake_index("json")
+    add = idx.index.add
+    add(dists.wheel("demo-app", "1.0", requires_dist=[
+        "demo-lib[speed]>=1.0", "demo-old; python_version < '3.12'", "demo-win; sys_platform == 'win32'"]))
+    add(dists.wheel("demo-lib", "1.0", requires_dist=["demo-speedup; extra == 'speed'"], provides_extra=["speed"]))
+    add(dists.wheel("demo-lib", "2.0", requires_python=">=4"), requires_python=">=4")
+    for filename in SPEEDUP:
+        add(dists.wheel("demo-speedup", "1.0", tag=filename[len("demo_speedup-1.0-"):-len(".whl")]))
+    add(dists.sdist("demo-speedup", "1.0"))
+    add(dists.wheel("demo-old", "1.0"))
+    add(dists.wheel("demo-win", "1.0"))
+    add(dists.wheel("demo-unused", "1.0"))
+    return idx
+
+
+def blobs(data_dir: Path) -> int:
+    return len(list((data_dir / "blobs" / "files").glob("*/*")))
+
+
+async def test_prefetch_export_import_and_install_offline(upstream, tidegate, installer_env, tmp_path):
+    source, target = tmp_path / "source", tmp_path / "target"
+    common = ["--data-dir", str(source), "--upstream", upstream.url]
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text("demo-app\nno-such-project>=1\n")
+    code, out = await tidegate_cmd("prefetch", *common, "-r", str(reqs), *TARGETS)
+    assert code == 1, out
+    unresolved = [line for line in out.splitlines() if line.startswith("unresolved:")]
+    assert unresolved and all("no-such-project" in line for line in unresolved), out
+    # The closure of what could be resolved is there: app, lib 1.0, speedup for every target,
+    # old (3.11 only), win (Windows only); not the sdist, nor lib 2.0, nor an unused project.
+    assert blobs(source) == 8, out
+    code, out = await tidegate_cmd("prefetch", *common, "demo-app", *TARGETS)
+    assert code == 0 and "0 files fetched, 8 already cached" in out, out
+
+    bundle = tmp_path / "mirror.tgb"
+    code, out = await tidegate_cmd("export", "--data-dir", str(source), "--output", str(bundle))
+    assert code == 0, out
+    await upstream.close()
+    code, out = await tidegate_cmd("import", str(bundle), "--data-dir", str(target))
+    assert code == 0, out
+    offline = await tidegate(upstreams=["http://upstream.invalid/simple/"], offline=True, data_dir=str(target))
+
+    async def run(*cmd: str) -> str:
+        proc = await asyncio.create_subprocess_exec(*cmd, env=installer_env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 300)
+        assert proc.returncode == 0, out.decode()
+        return out.decode()
+
+    pip_target, uv_target, download = tmp_path / "pip", tmp_path / "uv", tmp_path / "download"
+    await run(sys.executable, "-m", "pip", "install", "--no-cache-dir", "--index-url", offline.url,
+              "--target", str(pip_target), "demo-app")
+    await run(sys.executable, "-m", "uv", "pip", "install", "--no-config", "--no-cache", "--index-url", offline.url,
+              "--python", sys.executable, "--target", str(uv_target), "demo-app")
+    for installed in (pip_target, uv_target):
+        modules = sorted(p.name for p in installed.iterdir() if not p.name.endswith(".dist-info") and p.name.startswith("demo"))
+        expected = ["demo_app", "demo_lib", "demo_speedup"] + (["demo_old"] if sys.version_info < (3, 12) else [])
+        assert modules == sorted(expected), (installed, modules)
+    await run(sys.executable, "-m", "pip", "download", "--no-cache-dir", "--index-url", offline.url,
+              "--platform", "win_amd64", "--python-version", "3.12", "--only-binary", ":all:",
+              "--dest", str(download), "demo-app")
+    assert "demo_speedup-1.0-cp312-cp312-win_amd64.whl" in {p.name for p in download.iterdir()}
+
+
+async def test_prefetch_resumes_after_being_killed(upstream, tmp_path):
+    source = tmp_path / "source"
+    slow = "/files/" + SPEEDUP[3]
+    upstream.index.faults[slow] = Fault(delay=60)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tidegate", "prefetch", "--data-dir", str(source), "--upstream", upstream.url,
+        "demo-app", *TARGETS, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        env=dict(os.environ))
+    for _ in range(1200):  # every file but the stuck one, then kill it mid-transfer
+        if blobs(source) == 7 and upstream.index.requests[slow]:
+            break
+        await asyncio.sleep(0.1)
+    assert blobs(source) == 7
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    del upstream.index.faults[slow]
+    before = dict(upstream.index.requests)
+    code, out = await tidegate_cmd("prefetch", "--data-dir", str(source), "--upstream", upstream.url,
+                                   "demo-app", *TARGETS)
+    assert code == 0 and "1 files fetched, 7 already cached" in out, out
+    assert blobs(source) == 8
+    fetched_again = [p for p, n in upstream.index.requests.items() if p.startswith("/files/") and
+                     not p.endswith((".metadata", ".provenance")) and n > before.get(p, 0)]
+    assert fetched_again == [slow]
