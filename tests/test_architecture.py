@@ -68,3 +68,8 @@ def test_only_storage_knows_the_data_dir_layout() -> None:
     spelled = [str(m.relative_to(SRC)) for m in SRC.rglob("*.py")
                if _package_of(m) != "storage" and any(s in m.read_text() for s in ('"index.db"', '"blobs"', '"pagecache"'))]
     assert spelled == []
+
+
+def test_only_the_command_line_uses_the_air_gap_commands() -> None:
+    graph = package_graph()
+    assert [p for p, imported in graph.items() if "airgap" in imported] == []

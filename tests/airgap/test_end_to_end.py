@@ -113,3 +113,42 @@ async def test_prefetch_resumes_after_being_killed(upstream, tmp_path):
     fetched_again = [p for p, n in upstream.index.requests.items() if p.startswith("/files/") and
                      not p.endswith((".metadata", ".provenance")) and n > before.get(p, 0)]
     assert fetched_again == [slow]
+
+
+async def test_prefetch_reads_pylock_files_and_checks_their_hashes(upstream, tmp_path):
+    lib = upstream.index.file("demo_lib-1.0-py3-none-any.whl")
+    win = upstream.index.file(SPEEDUP[2])
+    lock = tmp_path / "pylock.toml"
+    lock.write_text(f'''lock-version = "1.0"
+created-by = "hand"
+
+[[packages]]
+name = "demo-lib"
+version = "1.0"
+wheels = [{{ name = "{lib.filename}", url = "{upstream.file_url(lib.filename)}", hashes = {{ sha256 = "{lib.real_sha256()}" }} }}]
+
+[[packages]]
+name = "demo-speedup"
+version = "1.0"
+wheels = [{{ url = "{upstream.file_url(win.filename)}", hashes = {{ sha256 = "{win.real_sha256()}" }} }}]
+''')
+    source = tmp_path / "source"
+    code, out = await tidegate_cmd("prefetch", "--data-dir", str(source), "--upstream", upstream.url, "--lock", str(lock))
+    assert code == 0 and "2 files fetched" in out, out
+    assert blobs(source) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text(lock.read_text().replace(win.real_sha256(), "0" * 64).replace(lib.filename, "demo_lib-2.0-py3-none-any.whl"))
+    code, out = await tidegate_cmd("prefetch", "--data-dir", str(tmp_path / "other"), "--upstream", upstream.url,
+                                   "--lock", str(bad))
+    assert code == 1 and f"failed: {win.filename}: sha256 does not match" in out, out
+
+
+async def test_prefetch_takes_requirements_files_with_hashes_and_markers(upstream, tmp_path):
+    old = upstream.index.file("demo_old-1.0-py3-none-any.whl")
+    reqs = tmp_path / "requirements.txt"
+    reqs.write_text(f"demo-old==1.0 \\\n    --hash=sha256:{old.real_sha256()}\n"
+                    "demo-win==1.0 ; sys_platform == 'win32'\n")
+    source = tmp_path / "source"
+    code, out = await tidegate_cmd("prefetch", "--data-dir", str(source), "--upstream", upstream.url, "-r", str(reqs),
+                                   "--platform", "manylinux_2_28_x86_64")
+    assert code == 0 and "1 files fetched" in out, out  # demo-win is for Windows only

@@ -146,3 +146,11 @@ async def test_an_index_written_by_tidegate_0_1_opens_with_its_rows(tmp_path):
         assert (old.token, old.status, old.notices) == ("old", "open", ())
     finally:
         await index.close()
+
+
+async def test_imported_bundles_are_recorded(new_index_store):
+    index = await new_index_store()
+    assert not await index.read(lambda rows: rows.bundle_imported("b1"))
+    await index.write(lambda rows: rows.record_bundle("b1", None, 1.0))
+    await index.write(lambda rows: rows.record_bundle("b1", None, 2.0))  # again: no change, no error
+    assert await index.read(lambda rows: rows.bundle_imported("b1"))

@@ -104,3 +104,17 @@ async def test_prune_keeps_the_most_recently_stored_within_the_limit(new_page_ca
     assert await cache.prune() == 1
     assert await cache.names() == ["b-project", "c-project"]
     assert await cache.prune() == 0
+
+
+async def test_store_all_stores_every_record_and_moves_the_change_stamp_for_every_instance(new_page_cache):
+    writer, reader = await new_page_cache(), await new_page_cache()
+    seen = reader.changed()
+    await writer.store(record("plain"))
+    assert reader.changed() == seen  # single pages change without the stamp
+    await writer.store_all([record("a-project"), record("b-project"), record("plain", found=False)])
+    assert reader.changed() != seen
+    assert await reader.names() == ["a-project", "b-project"]
+    assert await reader.load("a-project") == record("a-project")
+    seen = reader.changed()
+    await writer.mark_changed()
+    assert reader.changed() != seen

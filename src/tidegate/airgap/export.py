@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -122,7 +123,7 @@ async def export(storage: Storage, publisher: Publisher, output: Path, *, since:
                         attestations=f.attestations) for f in local_files]
 
     manifest = mf.Manifest(format=mf.FORMAT, bundle=mf.new_bundle_id(), base=base.bundle if base else None,
-                           created=mf.new_bundle_id().split("-")[0], pages=pages, local=rows, files=members,
+                           created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), pages=pages, local=rows, files=members,
                            holds_files=sorted(holds), holds_pages=holds_pages)
     data = mf.encode(manifest)
     signature = sign(sign_key, data) if sign_key is not None else None

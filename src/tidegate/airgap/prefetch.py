@@ -40,30 +40,6 @@ PARALLEL = 8
 RESOLVE_TIMEOUT = 600
 
 
-def add_parser(commands, common) -> None:
-    p = commands.add_parser(
-        "prefetch", help="cache the dependency closure of requirements for several targets",
-        description="Resolve the whole dependency closure (markers and extras included) for every "
-                    "(--python, --platform) target with uv, and cache every page, file, .metadata and "
-                    "provenance it needs, hash-verified. Re-running fetches only what is missing; what "
-                    "cannot be resolved is listed one requirement a line, and the exit status is 1.")
-    p.add_argument("requirements", nargs="*", metavar="REQUIREMENT")
-    p.add_argument("-r", "--requirement", dest="requirement_files", action="append", default=[], type=Path,
-                   metavar="REQUIREMENTS", help="a requirements file (hashes, extras, markers allowed)")
-    p.add_argument("--lock", dest="locks", action="append", default=[], type=Path, metavar="PYLOCK",
-                   help="a pylock.toml (PEP 751): every file it lists is fetched and checked against its hashes")
-    p.add_argument("--python", dest="pythons", action="append", default=[], metavar="X.Y",
-                   help="a target Python version (repeat; default: this interpreter's)")
-    p.add_argument("--platform", dest="platforms", action="append", default=[], metavar="TAG",
-                   help="a target platform tag, e.g. manylinux_2_28_x86_64, win_amd64 (repeat; default: this machine)")
-    sd = p.add_mutually_exclusive_group()
-    sd.add_argument("--sdists", dest="sdists", action="store_const", const=True, default=None,
-                    help="fetch every pinned release's sdist too")
-    sd.add_argument("--no-sdists", dest="sdists", action="store_const", const=False,
-                    help="wheels only (resolution then uses wheels only); default: an sdist only where no wheel fits")
-    common(p)
-
-
 @dataclass
 class Wanted:
     project: str
@@ -135,8 +111,6 @@ async def _compile(index: str, target: Target, requirements: list[str], files: l
         out, err = await asyncio.wait_for(proc.communicate(), RESOLVE_TIMEOUT)
     finally:
         os.unlink(extra.name)
-    if os.environ.get("TIDEGATE_DEBUG_PREFETCH"):
-        print(cmd, out.decode(), err.decode(), file=sys.stderr)
     return proc.returncode or 0, out.decode(), err.decode()
 
 
