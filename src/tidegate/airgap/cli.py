@@ -104,9 +104,13 @@ def run(args: argparse.Namespace, settings_of) -> int:
 
 async def _with_storage(settings, args: argparse.Namespace) -> int:
     from ..publish.service import Publisher, no_upstream
-    from ..storage import open_storage
+    from ..storage import DataDirError, open_storage
 
-    storage = await open_storage(settings)
+    try:
+        storage = await open_storage(settings)
+    except DataDirError as exc:
+        print(f"tidegate: {exc}", file=sys.stderr)
+        return 1
     publisher = Publisher(settings, storage.index, storage.local_blobs, no_upstream)
     try:
         if args.command == "export":
