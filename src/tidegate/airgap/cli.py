@@ -152,7 +152,9 @@ async def _import(storage, publisher, args) -> int:
     if done.already:
         print(f"bundle {done.bundle} was imported already: nothing to do")
     else:
-        print(f"bundle {done.bundle}: {done.pages} pages, {done.files} files, {done.bytes} bytes imported")
+        print(f"bundle {done.bundle}: {done.pages} pages, {done.files} files, {done.bytes} bytes imported"
+              + ("" if done.checked_signature else " (every byte checked against the manifest; no --verify-key, "
+                                                    "so not who made it)"))
     return 0
 
 

@@ -52,6 +52,7 @@ class Imported:
     pages: int = 0
     files: int = 0
     bytes: int = 0
+    checked_signature: bool = False
 
 
 @dataclass
@@ -135,7 +136,7 @@ async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
     except PublishError as exc:
         raise Refused(str(exc)) from None
     return Imported(manifest.bundle, pages=len(records), files=len(manifest.files),
-                    bytes=sum(m.size for m in manifest.files))
+                    bytes=sum(m.size for m in manifest.files), checked_signature=verify_key is not None)
 
 
 def _record(page: mf.Page) -> PageRecord:
