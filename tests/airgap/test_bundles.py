@@ -202,3 +202,17 @@ async def test_verify_finds_a_flipped_byte_and_repairs_only_the_cache(source, ti
     assert not cached.exists() and local.exists()  # a local upload is never removed
     code, out = await tidegate_cmd("verify", "--data-dir", str(data_dir))
     assert "1 problems" in out and "local" in out, out
+
+
+async def test_export_selects_projects_by_pattern(source, tmp_path):
+    tg, _ = source
+    for pattern, pages, local in (("acme-*", [], ["acme_tool-1.0-py3-none-any.whl"]),
+                                  ("Demo_Lib", ["demo-lib"], [])):
+        bundle = tmp_path / f"{pages}.tgb"
+        await _export(tg, bundle, "--project", pattern)
+        with tarfile.open(bundle) as tar:
+            manifest = json.loads(tar.extractfile("manifest.json").read())
+            names = tar.getnames()
+        assert [p["name"] for p in manifest["pages"]] == pages
+        assert [r["filename"] for r in manifest["local"]] == local
+        assert names[0] == "manifest.json" and len(names) == 1 + len(manifest["files"])

@@ -152,3 +152,16 @@ async def test_prefetch_takes_requirements_files_with_hashes_and_markers(upstrea
     code, out = await tidegate_cmd("prefetch", "--data-dir", str(source), "--upstream", upstream.url, "-r", str(reqs),
                                    "--platform", "manylinux_2_28_x86_64")
     assert code == 0 and "1 files fetched" in out, out  # demo-win is for Windows only
+
+
+async def test_prefetch_shares_the_data_dir_with_a_running_server(upstream, tidegate, tmp_path):
+    server = await tidegate(upstreams=[upstream.url], data_dir=str(tmp_path / "shared"))
+    async with server.get("/simple/demo-app/") as r:
+        assert r.status == 200  # the running server has the page cached already
+    code, out = await tidegate_cmd("prefetch", "--data-dir", str(tmp_path / "shared"), "--upstream", upstream.url,
+                                   "demo-app", "--platform", "manylinux_2_28_x86_64", "--python", "3.11")
+    assert code == 0, out
+    before = upstream.index.requests["/files/demo_app-1.0-py3-none-any.whl"]
+    async with server.get("/files/demo-app/demo_app-1.0-py3-none-any.whl") as r:
+        assert r.status == 200 and r.headers["X-Tidegate-Cache"] == "hit" and await r.read()
+    assert upstream.index.requests["/files/demo_app-1.0-py3-none-any.whl"] == before == 1
