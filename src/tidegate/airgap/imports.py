@@ -101,9 +101,12 @@ async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
                       f"import {manifest.base} first")
     local = [PublishedFile(**{f: getattr(row, f) for f in row.__struct_fields__}) for row in manifest.local]
     for pf in local:  # before anything is written: a conflict refuses the bundle whole
-        existing = await storage.index.read(lambda rows, name=pf.filename: rows.published(name))
+        existing, deleted = await storage.index.read(
+            lambda rows, name=pf.filename: (rows.published(name), rows.deleted(name)))
         if existing is not None and existing.sha256 != pf.sha256:
             raise Refused(f"{pf.filename} is published here with other contents; published files never change")
+        if existing is None and deleted not in (None, pf.sha256):
+            raise Refused(f"{pf.filename} was deleted here and cannot come back with other contents")
     records = [_record(page) for page in manifest.pages]
     present = {m.name for m in manifest.files if m.kind in (mf.CACHED, mf.LOCAL)
                and await (storage.cache_blobs if m.kind == mf.CACHED else storage.local_blobs).exists(m.key)}

@@ -83,7 +83,7 @@ def already_exists(filename: str) -> str:
 
 
 Who = Actor | User
-SWEEP = Actor(User("tidegate", "", ()), address="local")  # the audit log's actor for expiry
+SWEEP = Actor(User("tidegate", "", ()), address="local")  # the audit log's actor for expiry and bundle imports
 
 
 def reused(filename: str) -> str:
@@ -506,6 +506,9 @@ class Publisher:
         def apply(rows: IndexRows) -> None:
             for f in files:
                 existing = rows.published(f.filename)
+                if existing is None and rows.deleted(f.filename) not in (None, f.sha256):
+                    raise Invalid(f"{f.filename} was deleted here and cannot come back with other contents.",
+                                  source="content")
                 if existing is None:
                     rows.register(f.project, now)
                     rows.insert_file(f, session=None)
@@ -516,6 +519,7 @@ class Publisher:
             for digest, body in metadata.items():
                 rows.put_metadata(digest, body)
             rows.record_bundle(bundle, base, now)
+            audit.record(rows, SWEEP, now, "import", bundle, base=base, files=len(files) or None)
 
         await self._index.write(apply)
 
