@@ -23,10 +23,12 @@ from .simple.names import NormalizedName
 from .storage import Storage, open_storage
 from .storage.full import FULL_MESSAGE, disk_full, out_of_files
 from .upstream.client import UpstreamClient, ssl_context
+from .observe.metrics import FLUSH_INTERVAL, Metrics
+from .observe.requestlog import RequestLog
 from .publish.tokens import Tokens
-from .web import files, health, legacy, manage, serverlog, simple, stage, upload
+from .web import files, health, landing, legacy, manage, metrics, observe, serverlog, simple, stage, upload
 from .web.auth import CHALLENGE, may_read
-from .web.keys import LOCAL, PROXY, PUBLISHER, SETTINGS, STORAGE, TOKENS
+from .web.keys import LOCAL, METRICS, PROXY, PUBLISHER, REQUEST_LOG, SETTINGS, STORAGE, TOKENS
 from .web.responses import error, read_refusal
 
 THREADS = 32
@@ -68,10 +70,6 @@ async def read_auth(request: web.Request, handler) -> web.StreamResponse:
     return await handler(request)
 
 
-async def landing(request: web.Request) -> web.Response:
-    return web.Response(text="tidegate: the package index is at /simple/\n")
-
-
 StorageOpener = Callable[[Settings], Awaitable[Storage]]
 OPEN_STORAGE = web.AppKey("open_storage", StorageOpener)
 
@@ -79,13 +77,25 @@ OPEN_STORAGE = web.AppKey("open_storage", StorageOpener)
 def make_app(settings: Settings, storage: StorageOpener = open_storage) -> web.Application:
     """The application; `storage` opens its state (tests pass their own, to wrap a part)."""
     serverlog.install()  # a client's mistakes are one log line, not a traceback
+    recorder = Metrics() if settings.metrics else None
+    # Request lines are info lines: a higher log level silences them like the others.
+    request_log = RequestLog(settings.log_format) if settings.request_log and settings.log_level in ("debug", "info") \
+        else None
     middlewares = [errors, read_auth] if settings.read_auth else [errors]
+    if recorder is not None or request_log is not None:
+        middlewares.insert(0, observe.middleware(recorder, request_log))
     app = web.Application(middlewares=middlewares, client_max_size=1024**2)
     app[SETTINGS] = settings
     app[OPEN_STORAGE] = storage
     app.cleanup_ctx.append(_resources)
-    app.router.add_get("/", landing)
+    app.router.add_routes(landing.routes())
     health.install(app)
+    if recorder is not None:
+        app[METRICS] = recorder
+        app.router.add_routes(metrics.routes())
+    if request_log is not None:
+        app[REQUEST_LOG] = request_log
+    app.cleanup_ctx.append(_observers)
     app.router.add_routes(simple.routes())
     app.router.add_routes(files.routes())
     app.router.add_routes(stage.routes())
@@ -118,7 +128,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as corporate networks need, are applied per host by
     # the upstream clients (see UpstreamClient._proxy).
     session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
-    clients = [UpstreamClient(u, session, settings.max_page_size) for u in settings.upstreams]
+    recorder = app.get(METRICS)
+    clients = [UpstreamClient(u, session, settings.max_page_size, recorder) for u in settings.upstreams]
     local = LocalSource(storage.index, storage.local_blobs)
     upstream = UpstreamSource(settings, storage, clients)
     publisher = Publisher(settings, storage.index, storage.local_blobs, name_check(upstream))
@@ -137,6 +148,28 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await upstream.close()
         await session.close()
         await storage.close()
+
+
+async def _observers(app: web.Application) -> AsyncIterator[None]:
+    """Hand the pending request sums to the metrics every FLUSH_INTERVAL; at the end, write out
+    what the metrics and the request log still hold."""
+    recorder, request_log = app.get(METRICS), app.get(REQUEST_LOG)
+
+    async def flushing(recorder: Metrics) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            recorder.flush()
+
+    flusher = asyncio.ensure_future(flushing(recorder)) if recorder is not None else None
+    try:
+        yield
+    finally:
+        if flusher is not None:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            recorder.flush()
+        if request_log is not None:
+            request_log.flush()
 
 
 async def _sweep(publisher: Publisher, storage: Storage) -> None:

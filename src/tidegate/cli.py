@@ -8,6 +8,7 @@ import argparse
 import getpass
 import logging
 import os
+import shutil
 import sys
 from typing import Any, Sequence
 
@@ -138,14 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "backup":
         return backup(settings, args.dest, args.cached_files)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    from .observe.requestlog import formatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(settings.log_format))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     return serve(settings)
 
 
 def serve(settings: Settings) -> int:
     import asyncio
 
-    from . import process
     from .recovery import recover
     from .storage import DataDirError, check_data_dir
 
@@ -159,6 +163,44 @@ def serve(settings: Settings) -> int:
     except OSError as exc:
         print(f"tidegate: start-up repairs of {settings.data_dir} failed: {exc}", file=sys.stderr)
         return 1
+    metrics_dir = _metrics_dir(settings) if settings.metrics else None
+    try:
+        return _serve(settings)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir(settings: Settings) -> str:
+    """A fresh directory for the workers' metrics (prometheus-client's multiprocess mode), named
+    in the environment before any worker imports prometheus_client. Directories of servers that
+    are no longer running are removed."""
+    from .storage.layout import layout
+
+    parent = layout(settings.data_dir).metrics
+    parent.mkdir(parents=True, exist_ok=True)
+    for entry in parent.iterdir():
+        if not entry.name.isdigit() or not _alive(int(entry.name)):
+            shutil.rmtree(entry, ignore_errors=True)
+    mine = parent / str(os.getpid())
+    mine.mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(mine)
+    return str(mine)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _serve(settings: Settings) -> int:
+    from . import process
+
     try:
         sock = process.listen(settings.host, settings.port)
     except OSError as exc:

@@ -81,7 +81,12 @@ class Settings:
     shutdown_timeout: float = 30.0  # on SIGTERM/SIGINT, in-flight requests get this long to finish
     client_timeout: float = 60.0  # a client sending nothing of its request for this long is cut off
     read_auth: bool = False  # require a configured user's credentials to read the index too
-    # Fronts (addresses or networks) whose X-Forwarded-For names the client, for the audit log.
+    metrics: bool = True  # serve /metrics (Prometheus) and count what happens for it
+    metrics_auth: bool = False  # /metrics only for a configured user's credentials
+    request_log: bool = True  # a line per request on the log (logger tidegate.access, level info)
+    log_format: str = "text"  # "text" or "json" (one object per line)
+    # Fronts (addresses or networks) trusted for X-Forwarded-For (the audit log's client address)
+    # and X-Forwarded-Proto / X-Forwarded-Host (the URL the landing page's configuration uses).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     session_lifetime: float = 7 * 86400.0  # a new publishing session expires after this long
     session_max_lifetime: float = 30 * 86400.0  # extensions never take a session beyond this age
@@ -241,6 +246,10 @@ _SCALARS = {
     "client_timeout": parse_duration,
     "read_auth": parse_bool,
     "trusted_proxies": parse_networks,
+    "metrics": parse_bool,
+    "metrics_auth": parse_bool,
+    "request_log": parse_bool,
+    "log_format": lambda k, v: _choice(k, v, ("text", "json")),
     "session_lifetime": parse_duration,
     "session_max_lifetime": parse_duration,
     "session_retention": parse_duration,

@@ -156,6 +156,7 @@ def supervise(settings: Settings, sock: socket.socket, workers: int) -> int:
         started = children.pop(pid, None)
         if started is None:
             continue  # not a worker: an orphan reparented to us, as a container's PID 1
+        _forget_metrics_of(pid)
         if deadline is not None:
             continue  # stopping: no restarts
         lived = time.monotonic() - started
@@ -170,6 +171,14 @@ def supervise(settings: Settings, sock: socket.socket, workers: int) -> int:
         if deadline is None:  # a stop signal may have come during the pause
             spawn()
     return code
+
+
+def _forget_metrics_of(pid: int) -> None:
+    """A dead worker's live gauges leave the metrics (its counters stay: they happened)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -100,6 +100,7 @@ class BytesAnswer:
     body: bytes
     content_type: str
     immutable: bool = True  # provenance may change (PEP 740): revalidated like a page
+    how: CacheResult | None = None  # where it came from, when that is known
 
 
 FileAnswer = BlobAnswer | StreamAnswer | UncachedAnswer | BytesAnswer

@@ -81,7 +81,7 @@ class LocalSource:
             body = await self._index.read(lambda rows: rows.metadata(digest)) if digest else None
             if body is None:
                 raise NotFound(f"No metadata file is available for {query.filename}.")
-            return BytesAnswer(body, "application/octet-stream")
+            return BytesAnswer(body, "application/octet-stream", how=CacheResult.LOCAL)
         if query.part is Part.PROVENANCE:
             if not entry.attestations:
                 raise NotFound(f"No provenance is available for {query.filename}.")

@@ -189,8 +189,9 @@ class UpstreamSource:
             parts = await self._resolve(name, current)
         except UpstreamError as exc:
             if current is not None:
-                log.warning("serving stale page for %s: %s", name, exc)
+                log.warning("upstream failure, serving the stale page of %s: %s", name, exc)
                 return current, CacheResult.STALE
+            log.warning("upstream failure, no cached page of %s to serve: %s", name, exc)
             raise UpstreamFailed(f"No cached copy of {name} and the upstream failed: {exc}") from exc
         now = time.time()
         cooldowns = {c.name: c.upstream.cooldown for c in self.clients}
@@ -267,7 +268,8 @@ class UpstreamSource:
         if query.part is Part.PROVENANCE:
             return BytesAnswer(await self.provenance(upstream_file, client), "application/json", immutable=False)
         if query.part is Part.METADATA:
-            return BytesAnswer(await self.metadata(upstream_file, client), "application/octet-stream")
+            body, how = await self.metadata(upstream_file, client)
+            return BytesAnswer(body, "application/octet-stream", how=how)
         key = blob_key(upstream_file)
         etag, content_type = f'"{key}"', content_type_of(query.filename)
         fh = await self._blobs.open(key)
@@ -304,7 +306,8 @@ class UpstreamSource:
     async def _size(self, file: File, client: UpstreamClient) -> int | None:
         try:
             return await client.size_of(file.url)
-        except UpstreamError:
+        except UpstreamError as exc:  # the file itself may still download: only its size is unknown
+            log.warning("upstream failure, size of %s unknown: %s", file.filename, exc)
             return None
 
     async def _range(self, download: Download, client: UpstreamClient, first: int, last: int) -> AsyncIterator[bytes]:
@@ -343,33 +346,35 @@ class UpstreamSource:
         try:
             status, _, body = await client.fetch_bytes(file.provenance, METADATA_LIMIT)
         except UpstreamError as exc:
-            raise UpstreamFailed(f"Could not get the provenance of {file.filename} from upstream: {exc}") from None
+            raise _failed(f"Could not get the provenance of {file.filename} from upstream: {exc}") from None
         if status != 200:
-            raise UpstreamFailed(f"{client.name} answered {status} for the provenance of {file.filename}.")
+            raise _failed(f"{client.name} answered {status} for the provenance of {file.filename}.")
         try:
             check_provenance(body, file.filename, file.sha256)
         except ValueError as exc:
-            raise UpstreamFailed(f"{client.name}'s provenance of {file.filename} is unusable: {exc}") from None
+            raise _failed(f"{client.name}'s provenance of {file.filename} is unusable: {exc}") from None
         await self._keep_metadata(key, body)
         return body
 
     # --- PEP 658 metadata ---
 
-    async def metadata(self, file: File, client: UpstreamClient | None) -> bytes:
+    async def metadata(self, file: File, client: UpstreamClient | None) -> tuple[bytes, CacheResult]:
+        """The file's core metadata, and whether it was cached."""
         if not file.is_wheel and not file.core_metadata:
             raise NotFound(f"No metadata file is available for {file.filename}.")
         key = blob_key(file)
         cached = await self._pages.load_metadata(key)
         if cached is not None:
-            return cached
+            return cached, CacheResult.OFFLINE if self.offline else CacheResult.HIT
         try:
-            return await self._flights.run(("metadata", key), lambda: self._find_metadata(file, client, key))
-        except DownloadFailed as exc:
+            found = await self._flights.run(("metadata", key), lambda: self._find_metadata(file, client, key))
+            return found, CacheResult.MISS
+        except DownloadFailed as exc:  # logged by the download
             raise failed_download(file, exc) from None
         except UpstreamError as exc:
-            raise UpstreamFailed(f"Could not get the metadata of {file.filename} from upstream: {exc}") from None
+            raise _failed(f"Could not get the metadata of {file.filename} from upstream: {exc}") from None
         except MetadataError as exc:
-            raise UpstreamFailed(f"The upstream's {file.filename} is not a valid wheel: {exc}") from None
+            raise _failed(f"The upstream's {file.filename} is not a valid wheel: {exc}") from None
 
     async def _find_metadata(self, file: File, client: UpstreamClient | None, key: str) -> bytes:
         metadata = None
@@ -454,6 +459,12 @@ def failed_download(file: File, exc: DownloadFailed) -> ReadError:
     if exc.full:
         return StorageFull(f"{file.filename} is not cached and tidegate's storage is full; try again once space is freed.")
     return UpstreamFailed(f"Downloading {file.filename} from upstream failed: {exc}")
+
+
+def _failed(message: str) -> UpstreamFailed:
+    """The refusal for an upstream failure, logged once here with its reason."""
+    log.warning("upstream failure: %s", message)
+    return UpstreamFailed(message)
 
 
 def _check_digests(body: bytes, expected: object, what: str) -> None:

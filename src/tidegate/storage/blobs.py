@@ -135,6 +135,10 @@ class FileBlobStore:
     async def total_size(self) -> int:
         return await self._run(self._total)
 
+    async def usage(self) -> tuple[int, int]:
+        return await self._run(lambda: tuple(self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs")
+                                             .fetchone()))
+
     def _total(self) -> int:
         return self._db.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()[0]
 

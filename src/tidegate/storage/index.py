@@ -263,6 +263,11 @@ class IndexRows:
         """Sessions that have not ended, oldest first."""
         return [_session(r) for r in self._all("SELECT * FROM sessions WHERE ended_at IS NULL ORDER BY created_at")]
 
+    def session_counts(self) -> dict[str, int]:
+        """How many publishing sessions there are in each state."""
+        return {status: count for status, count in self._db.execute(
+            "SELECT status, COUNT(*) FROM sessions GROUP BY status")}
+
     def sessions_expired(self, now: float) -> list[Session]:
         """Sessions that have not ended and whose expires-at has passed."""
         return [_session(r) for r in self._all("SELECT * FROM sessions WHERE ended_at IS NULL AND expires_at < ?",

@@ -14,9 +14,11 @@ class Layout(NamedTuple):
     index: Path  # the local index database
     locks: Path
     roots: Path  # the upstreams' root lists, and the root pages written from them
+    metrics: Path  # prometheus-client's files of each running server's workers, a directory per server
 
 
 def layout(root: Path) -> Layout:
     local = root / "local"
     return Layout(pages=root / "pagecache", legacy_pages=root / "pages", cache_blobs=root / "blobs",
-                  local_blobs=local, index=local / "index.db", locks=root / "locks", roots=root / "roots")
+                  local_blobs=local, index=local / "index.db", locks=root / "locks", roots=root / "roots",
+                  metrics=root / "metrics")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import time
 from pathlib import Path
 
 from .records import PageRecord, decode_page, encode_page
@@ -26,6 +27,7 @@ from .records import PageRecord, decode_page, encode_page
 FOUND, MISSING, TEMP = ".page", ".none", ".tmp"
 STAMP = "changed"
 _TEMPS = itertools.count()
+USAGE_MAX_AGE = 60.0  # seconds a count of the files (a directory walk) is reused
 
 
 class FilePageCache:
@@ -33,6 +35,7 @@ class FilePageCache:
         """`max_size`: bytes kept at most by prune() (least recently stored out first)."""
         self._pages, self._metadata = directory / "pages", directory / "metadata"
         self._max_size = max_size
+        self._usage: tuple[float, int, int] | None = None  # (when, files, bytes) of the last walk
         for part in (self._pages, self._metadata):
             part.mkdir(parents=True, exist_ok=True)
 
@@ -115,8 +118,7 @@ class FilePageCache:
         return await asyncio.to_thread(self._prune) if self._max_size is not None else 0
 
     def _prune(self) -> int:
-        entries = [(e.stat().st_mtime, e.stat().st_size, e.path) for root in (self._pages, self._metadata)
-                   for shard in _dirs(root) for e in os.scandir(shard) if e.is_file()]
+        entries = self._entries()
         total = sum(size for _, size, _ in entries)
         removed = 0
         for _, size, path in sorted(entries):
@@ -125,7 +127,34 @@ class FilePageCache:
             Path(path).unlink(missing_ok=True)
             total -= size
             removed += 1
+        self._usage = (time.monotonic(), len(entries) - removed, total)
         return removed
+
+    async def usage(self) -> tuple[int, int]:
+        """Files and bytes, from a directory walk at most USAGE_MAX_AGE old (a scrape every few
+        seconds must not walk a directory of a million pages each time)."""
+        known = self._usage
+        if known is None or time.monotonic() - known[0] > USAGE_MAX_AGE:
+            known = self._usage = await asyncio.to_thread(self._walk)
+        return known[1], known[2]
+
+    def _walk(self) -> tuple[float, int, int]:
+        entries = self._entries()
+        return time.monotonic(), len(entries), sum(size for _, size, _ in entries)
+
+    def _entries(self) -> list[tuple[float, int, str]]:
+        """(mtime, size, path) of every file."""
+        found = []
+        for root in (self._pages, self._metadata):
+            for shard in _dirs(root):
+                for entry in os.scandir(shard):
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:  # removed meanwhile by another worker
+                        continue
+                    if entry.is_file():
+                        found.append((st.st_mtime, st.st_size, entry.path))
+        return found
 
 
 def _dirs(root: Path) -> list[str]:

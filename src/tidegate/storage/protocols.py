@@ -42,6 +42,9 @@ class BlobStore(Protocol):
 
     async def total_size(self) -> int: ...
 
+    async def usage(self) -> tuple[int, int]:
+        """How many blobs, and how many bytes, the store holds (cheap: asked on every scrape)."""
+
     async def recover(self) -> None:
         """Start-up repair after a crash: drop temp files, reconcile any index with the blobs."""
 
@@ -78,6 +81,9 @@ class PageCache(Protocol):
 
     async def prune(self) -> int:
         """Keep within the configured size, least recently stored out first; how many went."""
+
+    async def usage(self) -> tuple[int, int]:
+        """How many files, and how many bytes, the cache holds, as of at most a minute ago."""
 
     async def close(self) -> None: ...
 

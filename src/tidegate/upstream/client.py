@@ -17,6 +17,8 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from ..config import Upstream
+from ..observe.metrics import Metrics
+from ..observe.trace import note_upstream
 from ..simple.html_page import RootScanner, parse_project_html
 from ..simple.json_page import parse_json_page
 from ..simple.model import Project
@@ -115,8 +117,10 @@ def split_credentials(url: str) -> tuple[str, str | None]:
 
 
 class UpstreamClient:
-    def __init__(self, upstream: Upstream, session: aiohttp.ClientSession, max_page_size: int) -> None:
+    def __init__(self, upstream: Upstream, session: aiohttp.ClientSession, max_page_size: int,
+                 metrics: Metrics | None = None) -> None:
         self.upstream = upstream
+        self._metrics = metrics
         self.name = upstream.name
         self.base_url, url_auth = split_credentials(upstream.url)
         if upstream.username is not None:
@@ -159,10 +163,13 @@ class UpstreamClient:
 
     async def _retrying(self, method: str, url: str, headers: dict[str, str], *, decompress: bool = True) -> aiohttp.ClientResponse:
         """Send a request, retrying with backoff on connection errors and retryable statuses.
-        The caller must release the response."""
+        The caller must release the response. Every attempt is counted in the metrics; failures
+        are logged by the read path, which knows what they cost the client."""
         attempts = self.upstream.retries + 1
+        note_upstream(self.name)
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            start = time.perf_counter()
             try:
                 proxy, proxy_auth = self._proxy(url)
                 response = await self._session.request(
@@ -170,14 +177,21 @@ class UpstreamClient:
                     auto_decompress=decompress, proxy=proxy, proxy_auth=proxy_auth,
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                timeout = isinstance(exc, asyncio.TimeoutError)
+                self._count("timeout" if timeout else "error", None)
                 if last:
                     raise UpstreamUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
             else:
+                self._count(str(response.status), time.perf_counter() - start)
                 if response.status not in RETRY_STATUSES or last:
                     return response
                 response.release()
             await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
         raise AssertionError("unreachable")
+
+    def _count(self, outcome: str, seconds: float | None) -> None:
+        if self._metrics is not None:
+            self._metrics.upstream(self.name, outcome, seconds)
 
     async def fetch_page(self, name: str, validators: Validators | None) -> PageResult:
         if time.monotonic() < self._down_until:

@@ -44,7 +44,10 @@ async def send(request: web.Request, answer: FileAnswer) -> web.StreamResponse:
                                extra={"X-Tidegate-Cache": answer.how})
     if isinstance(answer, BytesAnswer):
         cache = IMMUTABLE if answer.immutable else request.app[SETTINGS].cache_control
-        return small_file(request, answer.body, answer.content_type, cache)
+        response = small_file(request, answer.body, answer.content_type, cache)
+        if answer.how is not None:
+            response.headers["X-Tidegate-Cache"] = answer.how
+        return response
     if isinstance(answer, UncachedAnswer):
         return await uncached_part(request, answer)
     return await stream(request, answer)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..config import Settings
+from ..observe.metrics import Metrics
+from ..observe.requestlog import RequestLog
 from ..publish.service import Publisher
 from ..publish.tokens import Tokens
 from ..readpath.local import LocalSource
@@ -17,3 +19,5 @@ PROXY = web.AppKey("proxy", Proxy)
 LOCAL = web.AppKey("local", LocalSource)  # the local index source, which stage overlays build on
 PUBLISHER = web.AppKey("publisher", Publisher)
 TOKENS = web.AppKey("tokens", Tokens)
+METRICS = web.AppKey("metrics", Metrics)  # absent when the setting `metrics` is off
+REQUEST_LOG = web.AppKey("request_log", RequestLog)  # absent when the request log is off
