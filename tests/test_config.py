@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tidegate.config import ConfigError, build, load, parse_duration, parse_size
+from tidegate.config import ConfigError, build, from_environ, load, parse_duration, parse_size
 from tidegate.passwords import hash_password, verify_password
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "tidegate.toml"
@@ -61,6 +61,9 @@ def test_defaults():
         ({"users": [{"name": "a", "password": "pbkdf2_sha256$bad"}]}, "users[0].password"),
         ({"users": [{"name": "a", "password": "x"}, {"name": "a", "password": "y"}]}, "users"),
         ({"upstreams": ["http://a.example/", "http://a.example"]}, "upstreams"),
+        ({"log_format": "xml"}, "log_format"),
+        ({"metrics_auth": "perhaps"}, "metrics_auth"),
+        ({"trusted_proxies": ["10.0.0.0/33"]}, "trusted_proxies"),
     ],
 )
 def test_errors_name_the_key(layer, key):
@@ -172,3 +175,8 @@ def test_a_verified_hashed_password_is_remembered_for_a_while(monkeypatch):
     now[0] = 61.0
     assert cache.verify("s3cret", stored) and calls[-1] == "s3cret" and len(calls) == 5  # expired: checked again
     assert cache.verify("plain", "plain") and not cache.verify("plain", "other")
+def test_operations_settings_from_file_and_environment():
+    settings = build({"log_format": "json", "metrics_auth": True},
+                     from_environ({"TIDEGATE_REQUEST_LOG": "0", "TIDEGATE_METRICS": "false"}))
+    assert settings.log_format == "json" and settings.metrics_auth
+    assert not settings.request_log and not settings.metrics

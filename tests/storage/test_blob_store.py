@@ -119,3 +119,13 @@ async def test_sizes(new_blob_store, size):
     data = os.urandom(size)
     key = await put(store, data)
     assert await read(store, key) == data
+
+
+async def test_usage_from_the_index(new_blob_store):
+    store = await new_blob_store()
+    assert await store.usage() == (0, 0)
+    await put(store, b"a" * 100)
+    await put(store, b"b" * 50)
+    assert await store.usage() == (2, 150)
+    await store.remove(digest(b"a" * 100))
+    assert await store.usage() == (1, 50)

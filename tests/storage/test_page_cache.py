@@ -118,3 +118,12 @@ async def test_store_all_stores_every_record_and_moves_the_change_stamp_for_ever
     seen = reader.changed()
     await writer.mark_changed()
     assert reader.changed() != seen
+
+
+async def test_usage_counts_pages_and_metadata_files(new_page_cache):
+    cache = await new_page_cache()
+    assert await cache.usage() == (0, 0)
+    fresh = await new_page_cache()  # another worker: its count is its own walk
+    await cache.store(record("a-project"))
+    await cache.store_metadata("k" * 64, b"Metadata-Version: 2.1\n")
+    assert await fresh.usage() == (2, len(encode_page(record("a-project"))) + len(b"Metadata-Version: 2.1\n"))

@@ -4,7 +4,7 @@ middleware, outermost, so it sees the status of every answer, refusals and error
 from __future__ import annotations
 
 import asyncio
-from time import perf_counter
+from time import perf_counter, time
 
 from aiohttp import hdrs, web
 
@@ -52,6 +52,8 @@ def sent_bytes(request: web.Request, response: web.StreamResponse) -> int:
 
 
 def middleware(metrics: Metrics | None, request_log: RequestLog | None):
+    add_line = request_log.add if request_log is not None else None
+
     @web.middleware
     async def observe(request: web.Request, handler) -> web.StreamResponse:
         start = perf_counter()
@@ -76,18 +78,22 @@ def middleware(metrics: Metrics | None, request_log: RequestLog | None):
                 status = response.status
                 sent = sent_bytes(request, response)
                 cache = response.headers.get("X-Tidegate-Cache")
-            resource = request.match_info.route.resource
-            route = resource.canonical if resource is not None else UNMATCHED
+            method = request.method
             if metrics is not None:
+                match_info = request.match_info
+                resource = match_info.route.resource
+                route = resource.canonical if resource is not None else UNMATCHED
                 kind, api = _routes.get(route) or route_info(route)
                 if kind == "file":
-                    filename = request.match_info.get("filename", "")
+                    filename = match_info.get("filename", "")
                     kind = FILE_KINDS.get(filename[filename.rfind("."):], "file")
-                metrics.request(route, request.method, status, seconds, kind, sent, cache)
-                if api is not None and request.method == hdrs.METH_POST:
+                metrics.request(route, method, status, seconds, kind, sent, cache)
+                if api is not None and method == hdrs.METH_POST:
                     metrics.upload(api, upload_result(status))
-            if request_log is not None:
-                request_log.record(request.remote, request.method, request.raw_path.partition("?")[0], status, sent,
-                                   seconds, cache, asked)
+            if add_line is not None:
+                # Plain values only: a tuple of them is not followed by the garbage collector,
+                # so lines waiting for the next write add nothing to its work.
+                add_line((time(), request.remote, method, request.raw_path, status, sent, seconds, cache,
+                          ",".join(asked) if asked else None))
 
     return observe
