@@ -4,7 +4,7 @@ Databases are copied with SQLite's backup API (a consistent snapshot; copying a 
 database file by file is not one). Committed blobs are immutable and appear only by rename,
 so a plain copy of each is whole; a blob already in the destination is not copied again, which
 makes a second backup into the same place incremental. The page cache, locks and temp files
-are left out: pages are fetched again on demand.
+and the running server's metrics files are left out: pages are fetched again on demand.
 
 The blobs are copied before and after the databases: a blob the snapshot names was committed
 before it, so one of the two passes finds it (unless it was deleted since, which the closing
@@ -77,8 +77,9 @@ def backup(source: Path, dest: Path, *, cached_files: bool = True) -> BackupRepo
 def _databases(src: Layout, root: Path) -> list[Path]:
     """Every SQLite database of the data dir outside what the backup leaves out, so a database
     a later tidegate adds is backed up without this list changing."""
+    # metrics: a running server's prometheus-client files (memory-mapped counters, not SQLite).
     skipped = (src.pages, src.legacy_pages, src.locks, src.roots / "pages", src.cache_blobs / "tmp",
-               src.local_blobs / "tmp")
+               src.local_blobs / "tmp", src.metrics)
     return sorted(p for p in root.rglob(f"*{DATABASE_SUFFIX}")
                   if p.is_file() and not any(p.is_relative_to(s) for s in skipped))
 
