@@ -12,6 +12,8 @@ import aiohttp
 from aiohttp import web
 
 from .config import Settings
+from .observe.metrics import FLUSH_INTERVAL, Metrics
+from .observe.requestlog import RequestLog
 from .publish.errors import Unavailable
 from .publish.service import Publisher, UpstreamServes
 from .readpath.errors import ReadError, StorageFull
@@ -23,8 +25,6 @@ from .simple.names import NormalizedName
 from .storage import Storage, open_storage
 from .storage.full import FULL_MESSAGE, disk_full, out_of_files
 from .upstream.client import UpstreamClient, ssl_context
-from .observe.metrics import FLUSH_INTERVAL, Metrics
-from .observe.requestlog import RequestLog
 from .publish.tokens import Tokens
 from .web import files, health, landing, legacy, manage, metrics, observe, serverlog, simple, stage, upload
 from .web.auth import CHALLENGE, may_read
