@@ -658,3 +658,13 @@ def test_pages_the_fast_path_leaves_to_the_lenient_path(change: Any) -> None:
     assert json_page._parse_plain(body, "https://p.example/simple/holy-grail/", "holy-grail") is None
     assert parse_project_json(body, "https://p.example/simple/holy-grail/", "holy-grail") == \
         json_page.project_from_document(doc, "https://p.example/simple/holy-grail/", "holy-grail")
+
+
+def test_a_file_with_an_empty_url_is_dropped():
+    # Found by tests/robust/test_fuzz.py: "" resolved to the page's own URL, which the HTML
+    # rendering could not carry (its filename comes from the link).
+    body = json.dumps({"meta": {"api-version": "1.0"}, "name": "x", "files": [
+        {"filename": "x-1.0.tar.gz", "url": "", "hashes": {}},
+        {"filename": "x-1.1.tar.gz", "url": "https://f.example/x-1.1.tar.gz", "hashes": {}}]}).encode()
+    project = parse_project_json(body, "https://up.example/simple/x/", "x")
+    assert [f.filename for f in project.files] == ["x-1.1.tar.gz"]

@@ -64,7 +64,8 @@ def _file(entry: object, base: str) -> File | None:
     if not isinstance(entry, dict):
         return None
     filename, url = _text(entry.get("filename")), _text(entry.get("url"))
-    if filename is None or url is None or not valid_filename(filename):
+    # An empty url would resolve to the page itself: not a file, whatever the entry says.
+    if filename is None or url is None or not url.strip() or not valid_filename(filename):
         return None
     full = resolve_http_url(url, base)
     if full is None:
