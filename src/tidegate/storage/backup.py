@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .blobs import fsync_path
 from .layout import Layout, layout
 from .sqlite import connect
 
@@ -98,7 +99,7 @@ def _backup_database(path: Path, target: Path) -> None:
             copy.close()
     finally:
         source.close()
-    _fsync(partial)
+    fsync_path(partial)
     os.replace(partial, target)
     for leftover in (target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
         leftover.unlink(missing_ok=True)  # from an older backup in WAL mode: not ours any more
@@ -122,7 +123,7 @@ def _copy_blobs(store: Path, target: Path, report: BackupReport) -> None:
                 shutil.copyfile(blob, partial)
             except FileNotFoundError:
                 continue  # evicted or deleted while we walked; the closing check tells if it mattered
-            _fsync(partial)
+            fsync_path(partial)
             os.replace(partial, there)
             report.copied += 1
             report.copied_bytes += size
@@ -141,11 +142,3 @@ def _missing_blobs(out: Layout) -> list[str]:
     finally:
         db.close()
     return sorted(name for name, sha256 in rows if not (out.local_blobs / "files" / sha256[:2] / sha256).is_file())
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -112,7 +112,7 @@ class FileBlobStore:
         final.parent.mkdir(exist_ok=True)
         size = temp.stat().st_size
         os.replace(temp, final)
-        _fsync_dir(final.parent)
+        fsync_path(final.parent)
         try:
             self._db.execute("INSERT OR REPLACE INTO blobs (key, size, atime) VALUES (?, ?, ?)", (key, size, time.time()))
             self._evict(keep=key)
@@ -183,7 +183,8 @@ class FileBlobStore:
         self._evict(keep=None)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a rename is durable once its directory is synced)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
