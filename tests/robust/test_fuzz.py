@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from support.dists import build_wheel
 from support.fakeindex import FakeIndex, RunningFakeIndex
 from support.threaded import LoopThread, start_tidegate
+from tidegate.readpath.pages import public_view
 from tidegate.simple.html_page import parse_project_html, render_project_html
 from tidegate.simple.json_page import parse_project_json, render_project_json
 
@@ -255,11 +256,14 @@ def test_upstream_pages_parse_or_refuse_and_render_again(page):
         project = parse(text.encode("utf-8", "surrogatepass"), "https://up.example/simple/x/", "x")
     except ValueError:
         return  # refused: the proxy answers 502 (or serves its stale copy)
-    # Whatever was kept renders in both formats, and each parses back to the same files.
+    # Whatever was kept renders in both formats, and each parses back to the same files. HTML
+    # takes a file's name from its link, so it is checked on what clients get: the public view,
+    # whose links are ours (an upstream's JSON link need not end in the filename).
     again = parse_project_json(render_project_json(project), "https://up.example/simple/x/", "x")
     assert [f.filename for f in again.files] == [f.filename for f in project.files]
-    html = parse_project_html(render_project_html(project), "https://up.example/simple/x/", "x")
-    assert [f.filename for f in html.files] == [f.filename for f in project.files]
+    served = public_view(project)
+    html = parse_project_html(render_project_html(served), "https://up.example/simple/x/", "x")
+    assert [f.filename for f in html.files] == [f.filename for f in served.files]
 
 
 @settings(max_examples=CASES // 3, deadline=None, derandomize=True,
