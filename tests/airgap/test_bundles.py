@@ -216,3 +216,55 @@ async def test_export_selects_projects_by_pattern(source, tmp_path):
         assert [p["name"] for p in manifest["pages"]] == pages
         assert [r["filename"] for r in manifest["local"]] == local
         assert names[0] == "manifest.json" and len(names) == 1 + len(manifest["files"])
+
+
+def _rewritten(bundle: Path, out: Path, change) -> Path:
+    """The bundle with its manifest changed by `change` (unsigned): what a hostile or broken
+    exporter could write."""
+    import io
+
+    with tarfile.open(bundle) as tar, tarfile.open(out, "w") as new:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        change(manifest)
+        data = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        new.addfile(info, io.BytesIO(data))
+        for member in tar.getmembers():
+            if member.name not in ("manifest.json", "manifest.sig"):
+                new.addfile(member, tar.extractfile(member))
+    return out
+
+
+def _escape_page(m):
+    m["pages"][0]["name"] = "../../../../../../../../../tmp/tidegate-pwned"
+
+
+def _blob_address(m):
+    m["local"][0]["sha256"] = "/etc/passwd"
+
+
+def _key_not_content(m):
+    member = next(f for f in m["files"] if f["kind"] == "files")
+    member["key"] = "0" * 64
+
+
+def _twice(m):
+    m["local"].append(dict(m["local"][0], sha256="1" * 64))
+
+
+@pytest.mark.parametrize("change, reason", [
+    (_escape_page, "not a normalized project name"),
+    (_blob_address, "is malformed"),
+    (_key_not_content, "does not fit"),
+    (_twice, "twice"),
+], ids=["page name escapes the data dir", "local file addressed by a path", "blob key is not its sha256",
+        "one local filename twice"])
+async def test_a_manifest_that_would_reach_outside_or_lie_about_addresses_is_refused(source, tmp_path, change, reason):
+    # Found in review: page names, blob keys and local rows became paths unchecked.
+    tg, _ = source
+    bundle = tmp_path / "b.tgb"
+    await _export(tg, bundle)
+    hostile = _rewritten(bundle, tmp_path / "hostile.tgb", change)
+    assert reason in await _refused(hostile, tmp_path / "t")
+    assert not Path("/tmp/tidegate-pwned.page").exists()

@@ -61,12 +61,16 @@ class _Received:
     bodies: dict[str, bytes] = field(default_factory=dict)  # member name -> verified small file
 
 
-def _header(path: Path) -> tuple[mf.Manifest, bytes, bytes | None]:
-    """The manifest (decoded, and its bytes) and signature at the head of the bundle."""
+_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
+
+
+def _header(path: Path) -> tuple[bytes, bytes | None]:
+    """The manifest's bytes and the signature at the head of the bundle (the manifest is
+    decoded only once its signature, if one is asked for, is checked)."""
     try:
         with tarfile.open(path, "r|") as tar:
             first = tar.next()
-            if first is None or first.name != mf.MANIFEST or not first.isfile():
+            if first is None or first.name != mf.MANIFEST or first.type not in _REGULAR:
                 raise Refused(f"{path} is not a tidegate bundle (no {mf.MANIFEST} first)")
             if first.size > mf.MAX_MANIFEST:
                 raise Refused(f"the manifest is larger than {mf.MAX_MANIFEST} bytes")
@@ -74,33 +78,38 @@ def _header(path: Path) -> tuple[mf.Manifest, bytes, bytes | None]:
             if len(data) != first.size:
                 raise Refused("the bundle is truncated inside its manifest")
             second = tar.next()
-            signature = tar.extractfile(second).read(4096) if second is not None and second.name == mf.SIGNATURE \
-                else None  # type: ignore[union-attr]
+            signed = second is not None and second.name == mf.SIGNATURE and second.type in _REGULAR
+            signature = tar.extractfile(second).read(4096) if signed else None  # type: ignore[union-attr]
     except (tarfile.TarError, EOFError) as exc:
         raise Refused(f"the bundle is truncated or damaged: {exc}") from None
     except OSError as exc:
         raise Refused(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return mf.decode(data), data, signature
-    except mf.BadManifest as exc:
-        raise Refused(str(exc)) from None
+    return data, signature
 
 
 async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
                         verify_key: Path | None = None) -> Imported:
-    manifest, data, signature = await asyncio.to_thread(_header, path)
+    data, signature = await asyncio.to_thread(_header, path)
     if verify_key is not None:
         if signature is None:
-            raise Refused(f"bundle {manifest.bundle} is not signed, and --verify-key asks for a signature")
+            raise Refused(f"bundle {path} is not signed, and --verify-key asks for a signature")
         if not verify(verify_key, data, signature):
-            raise Refused(f"bundle {manifest.bundle}'s signature does not match the key {verify_key}")
+            raise Refused(f"bundle {path}'s signature does not match the key {verify_key}")
+    try:
+        manifest = await asyncio.to_thread(mf.decode, data)
+    except mf.BadManifest as exc:
+        raise Refused(str(exc)) from None
     if await publisher.bundle_imported(manifest.bundle):
         return Imported(manifest.bundle, already=True)
     if manifest.base is not None and not await publisher.bundle_imported(manifest.base):
         raise Refused(f"bundle {manifest.bundle} extends bundle {manifest.base}, which was never imported here; "
                       f"import {manifest.base} first")
     local = [PublishedFile(**{f: getattr(row, f) for f in row.__struct_fields__}) for row in manifest.local]
+    carried = {m.key for m in manifest.files if m.kind == mf.LOCAL}
     for pf in local:  # before anything is written: a conflict refuses the bundle whole
+        if pf.sha256 not in carried and not await storage.local_blobs.exists(pf.sha256):
+            raise Refused(f"the bundle lists the local file {pf.filename} but neither carries its bytes nor "
+                          f"extends a bundle that did")
         existing, deleted = await storage.index.read(
             lambda rows, name=pf.filename: (rows.published(name), rows.deleted(name)))
         if existing is not None and existing.sha256 != pf.sha256:
@@ -108,7 +117,9 @@ async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
         if existing is None and deleted not in (None, pf.sha256):
             raise Refused(f"{pf.filename} was deleted here and cannot come back with other contents")
     records = [_record(page) for page in manifest.pages]
-    present = {m.name for m in manifest.files if m.kind in (mf.CACHED, mf.LOCAL)
+    # A blob under its sha256 is what it says (commits are verified); one addressed by its URL
+    # is not, so it is always replaced by the verified bytes of this bundle.
+    present = {m.name for m in manifest.files if m.kind in (mf.CACHED, mf.LOCAL) and m.key == m.sha256
                and await (storage.cache_blobs if m.kind == mf.CACHED else storage.local_blobs).exists(m.key)}
     temps = {m.name: (storage.cache_blobs if m.kind == mf.CACHED else storage.local_blobs).temp_path(m.key)
              for m in manifest.files if m.kind in (mf.CACHED, mf.LOCAL) and m.name not in present}
@@ -163,7 +174,7 @@ def _receive(path: Path, manifest: mf.Manifest, temps: dict[str, Path], received
                 if info.name in (mf.MANIFEST, mf.SIGNATURE):
                     continue
                 member = expected.get(info.name)
-                if member is None or info.name in seen or not info.isfile():
+                if member is None or info.name in seen or info.type not in _REGULAR:  # no sparse, link, device
                     raise Refused(f"the bundle holds {info.name!r}, which its manifest does not list (once)")
                 if info.size != member.size:
                     raise Refused(f"{info.name} is {info.size} bytes, the manifest says {member.size}")
@@ -172,6 +183,8 @@ def _receive(path: Path, manifest: mf.Manifest, temps: dict[str, Path], received
                 progress.advance()
     except (tarfile.TarError, EOFError) as exc:
         raise Refused(f"the bundle is truncated or damaged: {exc}") from None
+    except OSError as exc:  # a full disk, say: nothing was committed yet
+        raise Refused(f"cannot take in the bundle's files: {exc.strerror or exc}") from None
     finally:
         progress.finish()
     missing = [name for name in expected if name not in seen]

@@ -12,15 +12,19 @@ next delta can be cut from this manifest alone.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 
 import msgspec
 
+from ..simple.names import checked_name, valid_filename
+
 FORMAT = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 MAX_MANIFEST = 512 * 1024 * 1024
+MAX_SMALL = 64 * 1024 * 1024  # bytes of a metadata or provenance member (they are held in memory)
 
 # Kinds of file member, and the member-name prefix of each.
 CACHED = "files"  # a cached upstream file, committed to the cache's blob store under `key`
@@ -105,9 +109,40 @@ def decode(data: bytes) -> Manifest:
         raise BadManifest(f"the manifest is not valid: {exc}") from None
     if manifest.format != FORMAT:
         raise BadManifest(f"the manifest is in format {manifest.format}; this tidegate reads format {FORMAT}")
+    # Every name and key below becomes a path or a blob address: checked here, in one place,
+    # whether or not the bundle is signed (a signer may be trusted with content, never with paths).
     for member in manifest.files:
-        if member.kind not in KINDS or not member.key or "/" in member.key or member.key.startswith("."):
-            raise BadManifest(f"the manifest lists a bad member {member.kind}/{member.key}")
-        if member.size < 0 or len(member.sha256) != 64:
-            raise BadManifest(f"the manifest's entry for {member.name} is malformed")
+        if member.kind not in KINDS or not _SHA256.fullmatch(member.sha256) or member.size < 0:
+            raise BadManifest(f"the manifest lists a bad member {member.kind}/{member.key}"[:300])
+        if not _key_fits(member):
+            raise BadManifest(f"the manifest's key {member.key[:100]!r} does not fit its {member.kind} member")
+        if member.kind in (METADATA, LOCAL_METADATA) and member.size > MAX_SMALL:
+            raise BadManifest(f"{member.name[:200]} is larger than {MAX_SMALL} bytes")
+    for page in manifest.pages:
+        if checked_name(page.name) != page.name:
+            raise BadManifest(f"the manifest has a page for {page.name[:100]!r}, which is not a normalized project name")
+    filenames: set[str] = set()
+    for row in manifest.local:
+        if (checked_name(row.project) != row.project or not valid_filename(row.filename)
+                or not _SHA256.fullmatch(row.sha256)
+                or (row.metadata_sha256 is not None and not _SHA256.fullmatch(row.metadata_sha256))):
+            raise BadManifest(f"the manifest's local file {row.filename[:100]!r} is malformed")
+        if row.filename in filenames:
+            raise BadManifest(f"the manifest lists the local file {row.filename} twice")
+        filenames.add(row.filename)
     return manifest
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_METADATA_KEY = re.compile(r"(?:provenance-)?(?:url-)?[0-9a-f]{64}")
+_URL_KEY = re.compile(r"url-[0-9a-f]{64}")
+
+
+def _key_fits(member: Member) -> bool:
+    """Blobs are content-addressed: a member's key is its sha256 (a cached file the upstream
+    gave no hash for is addressed by its URL's); metadata keys have their own two shapes."""
+    if member.kind in (LOCAL, LOCAL_METADATA):
+        return member.key == member.sha256
+    if member.kind == CACHED:
+        return member.key == member.sha256 or _URL_KEY.fullmatch(member.key) is not None
+    return _METADATA_KEY.fullmatch(member.key) is not None
