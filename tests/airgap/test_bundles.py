@@ -268,3 +268,17 @@ async def test_a_manifest_that_would_reach_outside_or_lie_about_addresses_is_ref
     hostile = _rewritten(bundle, tmp_path / "hostile.tgb", change)
     assert reason in await _refused(hostile, tmp_path / "t")
     assert not Path("/tmp/tidegate-pwned.page").exists()
+
+
+async def test_a_bundle_that_does_not_fit_the_file_cache_is_refused_not_half_imported(source, tmp_path):
+    # Found in review: LRU eviction during the import dropped its own files, and the bundle was
+    # recorded as imported all the same.
+    tg, _ = source
+    bundle = tmp_path / "b.tgb"
+    await _export(tg, bundle)
+    target = tmp_path / "t"
+    code, out = await tidegate_cmd("import", str(bundle), "--data-dir", str(target),
+                                   env={"TIDEGATE_FILES_MAX_SIZE": "1"})
+    assert code == 1 and "does not fit the file cache" in out, out
+    code, out = await tidegate_cmd("import", str(bundle), "--data-dir", str(target))
+    assert code == 0 and "nothing to do" not in out, out

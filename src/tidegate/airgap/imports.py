@@ -135,6 +135,12 @@ async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
     finally:
         for temp in received.temps.values():
             temp.unlink(missing_ok=True)
+    # A cache bounded by files_max_size may have evicted files of this very bundle to make room
+    # for later ones: then it does not fit, and is not recorded as imported (pages not shown).
+    for member in manifest.files:
+        if member.kind == mf.CACHED and not await storage.cache_blobs.exists(member.key):
+            raise Refused(f"the bundle does not fit the file cache (files_max_size): {member.name} was evicted "
+                          f"while importing; raise the limit and import it again")
     local_metadata: dict[str, bytes] = {}
     for member in manifest.files:
         if member.kind == mf.METADATA:
