@@ -282,3 +282,16 @@ async def test_a_bundle_that_does_not_fit_the_file_cache_is_refused_not_half_imp
     assert code == 1 and "does not fit the file cache" in out, out
     code, out = await tidegate_cmd("import", str(bundle), "--data-dir", str(target))
     assert code == 0 and "nothing to do" not in out, out
+
+
+async def test_a_backup_of_a_mirror_keeps_its_imported_pages(source, tmp_path):
+    # Found in review: backups left the page cache out ("fetched again"), which a mirror cannot do.
+    tg, _ = source
+    bundle, target, copy = tmp_path / "b.tgb", tmp_path / "t", tmp_path / "copy"
+    await _export(tg, bundle)
+    code, out = await tidegate_cmd("import", str(bundle), "--data-dir", str(target))
+    assert code == 0, out
+    code, out = await tidegate_cmd("backup", str(copy), "--data-dir", str(target))
+    assert code == 0, out
+    pages = sorted(p.name for p in (target / "pagecache" / "pages").rglob("*.page"))
+    assert pages and sorted(p.name for p in (copy / "pagecache" / "pages").rglob("*.page")) == pages

@@ -4,7 +4,9 @@ Databases are copied with SQLite's backup API (a consistent snapshot; copying a 
 database file by file is not one). Committed blobs are immutable and appear only by rename,
 so a plain copy of each is whole; a blob already in the destination is not copied again, which
 makes a second backup into the same place incremental. The page cache, locks and temp files
-and the running server's metrics files are left out: pages are fetched again on demand.
+and the running server's metrics files are left out: pages are fetched again on demand;
+except on a mirror (offline, or holding imported bundles), whose pages cannot be fetched again:
+then the page cache is copied too.
 
 The blobs are copied before and after the databases: a blob the snapshot names was committed
 before it, so one of the two passes finds it (unless it was deleted since, which the closing
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from .blobs import fsync_path
 from .layout import Layout, layout
+from .pagecache import TEMP
 from .sqlite import connect
 
 DATABASE_SUFFIX = ".db"
@@ -42,7 +45,7 @@ class BackupReport:
     seconds: float = 0.0
 
 
-def backup(source: Path, dest: Path, *, cached_files: bool = True) -> BackupReport:
+def backup(source: Path, dest: Path, *, cached_files: bool = True, pages: bool = False) -> BackupReport:
     """Back up the data dir `source` into `dest` (blocking: run it off any event loop)."""
     started = time.monotonic()
     source, dest = source.resolve(), dest.resolve()
@@ -67,6 +70,8 @@ def backup(source: Path, dest: Path, *, cached_files: bool = True) -> BackupRepo
             report.databases.append(str(relative))
         for store, target in stores:
             _copy_blobs(store, target, report)
+        if pages or _has_imports(out.index):
+            _copy_pages(src.pages, out.pages)
         report.files = sum(_count(target) for _, target in stores)
         report.missing = _missing_blobs(out)
     except OSError as exc:
@@ -142,3 +147,22 @@ def _missing_blobs(out: Layout) -> list[str]:
     finally:
         db.close()
     return sorted(name for name, sha256 in rows if not (out.local_blobs / "files" / sha256[:2] / sha256).is_file())
+
+
+def _has_imports(index: Path) -> bool:
+    """Whether the backed-up index records imported bundles (a mirror's pages came in them)."""
+    db = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT 1 FROM bundles LIMIT 1").fetchone() is not None
+    except sqlite3.OperationalError:  # an index from before bundles
+        return False
+    finally:
+        db.close()
+
+
+def _copy_pages(pages: Path, target: Path) -> None:
+    """The page cache's files (records, metadata, the change stamp), temp files left out. A page
+    rewritten during the copy may be copied cut short: it then reads as a miss, as after a crash."""
+    if not pages.is_dir():
+        return
+    shutil.copytree(pages, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(f"*{TEMP}*"))
