@@ -10,7 +10,7 @@ import ipaddress
 from aiohttp import hdrs, web
 
 from ..config import Settings, User
-from ..passwords import verified
+from ..passwords import DUMMY_HASH, is_hashed, verified
 from ..publish.actor import TOKEN_USERNAME, Actor
 from ..publish.errors import PublishError
 from ..publish.tokens import Tokens
@@ -31,14 +31,22 @@ def credentials(request: web.Request) -> tuple[str, str] | None:
     return (name, password) if sep else None
 
 
-def authenticate(request: web.Request, settings: Settings) -> User | None:
+async def authenticate(request: web.Request, settings: Settings) -> User | None:
     """The configured user whose valid credentials the request carries, or None (the read
-    path's check: no index lookup, so tokens are for uploading and managing only)."""
+    path's check: no index lookup, so tokens are for uploading and managing only).
+
+    PBKDF2 runs off the event loop, a few checks at a time (passwords.VerifiedPasswords), so
+    wrong passwords cannot stall the worker; an unknown name is checked against a dummy hash
+    the same way, so the time of an answer does not tell which names exist."""
     given = credentials(request)
-    user = settings.user(given[0]) if given else None
-    if given is None or user is None or not verified.verify(given[1], user.password):
+    if given is None or given[0] == TOKEN_USERNAME:  # no name, or the public name of tokens
         return None
-    return user
+    user = settings.user(given[0])
+    if user is None:
+        hashed = any(is_hashed(u.password) for u in settings.users)
+        await verified.averify(given[1], DUMMY_HASH if hashed else "\0")
+        return None
+    return user if await verified.averify(given[1], user.password) else None
 
 
 def client_address(remote: str | None, forwarded_for: str, trusted: tuple) -> str:
@@ -62,14 +70,14 @@ async def authenticate_publisher(request: web.Request, settings: Settings, token
     address = client_address(request.remote, request.headers.get("X-Forwarded-For", ""), settings.trusted_proxies)
     if given is not None and given[0] == TOKEN_USERNAME:
         return await tokens.verify(given[1], address)
-    user = authenticate(request, settings)
+    user = await authenticate(request, settings)
     return Actor(user, address) if user else None
 
 
 async def may_read(request: web.Request, settings: Settings, tokens: Tokens) -> bool:
     """With read_auth on: a configured user, or a valid API token (looked up only when one is
     presented, so other reads cost no index query)."""
-    if authenticate(request, settings) is not None:
+    if await authenticate(request, settings) is not None:
         return True
     given = credentials(request)
     if given is None or given[0] != TOKEN_USERNAME:

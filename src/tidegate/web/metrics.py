@@ -26,7 +26,7 @@ async def figures(storage: Storage) -> Figures:
 
 async def metrics(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    if settings.metrics_auth and authenticate(request, settings) is None:
+    if settings.metrics_auth and await authenticate(request, settings) is None:
         return error(401, "The metrics require credentials of a configured user.", CHALLENGE)
     recorder = request.app[METRICS]
     recorder.flush()  # this worker's requests up to now; the others' are at most FLUSH_INTERVAL old
