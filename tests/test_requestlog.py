@@ -104,3 +104,73 @@ async def test_an_upstream_failure_is_logged_once_with_its_reason(tidegate, fake
     assert len(failures) == 1, failures
     assert "answered 503" in failures[0] and "demo-pkg" in failures[0]
     assert ("stale" in failures[0]) == cached
+
+
+async def raw_get(tg, target: str) -> int:
+    """Send `GET <target>` as written (aiohttp's client would normalize it); the status."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", tg.port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    status = int((await reader.readline()).split()[1])
+    await reader.read()
+    writer.close()
+    return status
+
+
+async def open_stage(tg) -> str:
+    body = b'{"meta": {"api-version": "2.0"}, "name": "demo-pkg", "version": "1.0"}'
+    async with tg.session.post(tg.origin + "/upload/", data=body,
+                               headers={**basic("ci", "s3cret"), "Content-Type": UPLOAD}) as r:
+        assert r.status == 201
+        session = json.loads(await r.read())
+    return session["links"]["session"].rstrip("/").rsplit("/", 1)[1]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.parametrize("spelling", ["http://localhost/stage/{t}/simple/", "/%73tage/{t}/simple/",
+                                      "/stage/%{hex}/simple/", "/upload/%73ession/{t}"])
+async def test_no_spelling_of_a_token_url_puts_the_token_in_the_log(tidegate, capsys, spelling, log_format):
+    tg = await tidegate(upstreams=[], users=USERS, log_format=log_format)
+    token = await open_stage(tg)
+    access(tg, capsys)
+    target = spelling.format(t=token, hex="%".join(f"{b:02X}" for b in token.encode()))
+    status = await raw_get(tg, target)
+    assert status != 500
+    if "/stage/" in spelling or "%73tage" in spelling:
+        assert status == 200, target  # served: so it must be redacted
+    lines = access(tg, capsys)
+    assert len(lines) == 1
+    assert token not in lines[0] and "<token>" in lines[0], lines
+
+
+def test_redact_decodes_before_matching():
+    assert redact("/%73tage/abc/simple/") == "/stage/<token>/simple/"
+    assert redact("/stage/%61bc/simple/") == "/stage/<token>/simple/"
+    assert redact("/upload/session/abc?x=1") == "/upload/session/<token>?x=1"
+    assert redact("/simple/a%20b/") == "/simple/a%20b/"  # not a token URL: unchanged
+    assert redact("//stage//abc/simple/") == "//stage//<token>/simple/"  # 404s, but a token all the same
+    assert redact("/./stage/abc/simple/") == "/./stage/<token>/simple/"
+    assert redact("/stage%2Fabc/simple/") == "/stage/<token>/simple/"
+    assert redact("/files/stage/stage-1.0.tar.gz") == "/files/stage/stage-1.0.tar.gz"
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("a bug"), OSError(28, "No space left on device")])
+async def test_error_lines_redact_the_token_too(tidegate, capsys, caplog, monkeypatch, failure):
+    from tidegate.web import simple
+
+    tg = await tidegate(upstreams=[], users=USERS)
+    token = await open_stage(tg)
+
+    async def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(simple, "root_index", broken)
+    caplog.set_level(logging.WARNING)
+    status = await raw_get(tg, f"/%73tage/{token}/simple/?q=1")
+    assert status in (500, 503, 507)  # a bug, or a refusal for want of room
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("tidegate")]
+    assert any("/stage/<token>/simple/" in m for m in logged), logged
+    assert not any(token in m for m in logged), logged
+    assert token not in "".join(access(tg, capsys))

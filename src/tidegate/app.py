@@ -13,7 +13,7 @@ from aiohttp import web
 
 from .config import Settings
 from .observe.metrics import FLUSH_INTERVAL, Metrics
-from .observe.requestlog import RequestLog
+from .observe.requestlog import RequestLog, redact
 from .publish.errors import Unavailable
 from .publish.service import Publisher, UpstreamServes
 from .readpath.errors import ReadError, StorageFull
@@ -50,13 +50,13 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         raise  # the client went away; nothing to answer
     except Exception as exc:
         if disk_full(exc):  # what is cached is still served; this request needed room
-            log.warning("refused %s %s: %s (%s)", request.method, request.path, FULL_MESSAGE, exc)
+            log.warning("refused %s %s: %s (%s)", request.method, redact(request.rel_url.raw_path), FULL_MESSAGE, exc)
             return read_refusal(StorageFull(f"{FULL_MESSAGE}; try again once space is freed."))
         if out_of_files(exc):  # a passing condition: the connections holding them will close
             _exhausted.warning("files", f"too many open files; refusing requests with 503 meanwhile ({exc})")
             return error(503, "tidegate has too many open files right now; try again in a moment.",
                          {"Retry-After": "1"})
-        log.exception("unhandled error for %s %s", request.method, request.path_qs)
+        log.exception("unhandled error for %s %s", request.method, redact(request.rel_url.raw_path_qs))
         return error(500, "Internal error in tidegate; the server log has the details.")
 
 

@@ -14,22 +14,32 @@ import os
 import re
 import sys
 import time
+from urllib.parse import quote, unquote
 
 import msgspec
 
 ACCESS = logging.getLogger("tidegate.access")
 TEXT_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-_TOKEN = re.compile(r"^(/stage/|/upload/session/)[^/]+")
+# The token segment of a stage or session URL, however many slashes or dot segments lead to it.
+_TOKEN = re.compile(r"^((?:/+\.{1,2}(?=/))*/+(?:stage|upload/+session)/+)[^/?]+")
 _json = msgspec.json.Encoder()
 
 
-_SECRET_PREFIXES = ("/stage/", "/upload/session/")
+# What quote() leaves as it is in a redacted path: the characters of a path and query as sent.
+_SAFE = "/?&=+;:@!$'()*,~<>%"
 
 
 def redact(path: str) -> str:
-    """The path with the secret token of a stage or session URL replaced."""
-    if path.startswith(_SECRET_PREFIXES):
+    """The path (origin-form, as sent or decoded, with or without its query) with the secret
+    token of a stage or session URL replaced. Matched on the decoded path, as the router
+    matches, so that no spelling of it (/%73tage/...) keeps the token; a redacted path is
+    given back percent-encoded, so it holds no control characters."""
+    if _TOKEN.match(path):
         return _TOKEN.sub(r"\1<token>", path, count=1)
+    if "%" in path:
+        decoded = unquote(path)
+        if _TOKEN.match(decoded):
+            return quote(_TOKEN.sub(r"\1<token>", decoded, count=1), safe=_SAFE)
     return path
 
 
@@ -79,7 +89,7 @@ class RequestLog:
         self._pid = os.getpid()
 
     def add(self, entry: tuple) -> None:
-        """(time, remote, method, raw path with query, status, bytes sent, seconds, cache
+        """(time, remote, method, origin-form raw path with query, status, bytes sent, seconds, cache
         result, upstreams asked, comma-separated, or None) of an answered request."""
         self._pending.append(entry)
         if self._timer is None:
@@ -109,9 +119,7 @@ class RequestLog:
             self._stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) if self.json
                            else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
         millis = int((now - second) * 1000)
-        path = raw_path.partition("?")[0]  # as sent (percent-encoded): no control characters
-        if path.startswith(_SECRET_PREFIXES):
-            path = redact(path)
+        path = redact(raw_path.partition("?")[0])  # as sent (percent-encoded): no control characters
         if self.json:
             return _json.encode({
                 "time": f"{self._stamp}.{millis:03d}Z", "level": "info", "logger": ACCESS.name, "pid": self._pid,

@@ -93,7 +93,8 @@ def middleware(metrics: Metrics | None, request_log: RequestLog | None):
             if add_line is not None:
                 # Plain values only: a tuple of them is not followed by the garbage collector,
                 # so lines waiting for the next write add nothing to its work.
-                add_line((time(), request.remote, method, request.raw_path, status, sent, seconds, cache,
+                # rel_url: the origin-form path even of an absolute-form request line.
+                add_line((time(), request.remote, method, request.rel_url.raw_path, status, sent, seconds, cache,
                           ",".join(asked) if asked else None))
 
     return observe

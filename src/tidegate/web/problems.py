@@ -10,6 +10,7 @@ from http import HTTPStatus
 
 from aiohttp import hdrs, web
 
+from ..observe.requestlog import redact
 from ..publish.errors import PublishError, storage_full
 from ..storage.full import FULL_MESSAGE, disk_full
 from ..publish.protocol import API_VERSION, PROBLEM_MEDIA_TYPE
@@ -42,7 +43,7 @@ def refusal(request: web.Request, exc: PublishError) -> web.Response:
 
 
 def full(request: web.Request, exc: BaseException) -> web.Response:
-    log.warning("refused %s %s: %s (%s)", request.method, request.path, FULL_MESSAGE, exc)
+    log.warning("refused %s %s: %s (%s)", request.method, redact(request.rel_url.raw_path), FULL_MESSAGE, exc)
     return refusal(request, storage_full())
 
 
