@@ -39,10 +39,25 @@ def base_url(request: web.Request, settings: Settings) -> str:
         forwarded = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
         scheme = proto if proto in ("http", "https") else scheme
         host = forwarded or host
-    if not _HOST.fullmatch(host or ""):
+    if not _valid_host(host):
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
-        host = f"{sockname[0]}:{sockname[1]}" if sockname else f"{settings.host}:{settings.port}"
+        address, port = (sockname[0], sockname[1]) if sockname else (settings.host, settings.port)
+        host = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     return f"{scheme}://{host}"
+
+
+def origin(request: web.Request) -> str:
+    """base_url for any handler, a sub-application's too: never raises, unlike
+    request.url.origin(), which yarl refuses to build for a Host such as x:99999."""
+    return base_url(request, request.config_dict[SETTINGS])
+
+
+def _valid_host(host: str | None) -> bool:
+    match = _HOST.fullmatch(host or "")
+    if match is None:
+        return False
+    port = match.group(1) or match.group(2)
+    return port is None or 0 < int(port[1:]) <= 65535
 
 
 def _trusted(remote: str | None, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:

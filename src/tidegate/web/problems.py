@@ -15,6 +15,7 @@ from ..publish.errors import PublishError, storage_full
 from ..storage.full import FULL_MESSAGE, disk_full
 from ..publish.protocol import API_VERSION, PROBLEM_MEDIA_TYPE
 from .auth import CHALLENGE
+from .landing import origin
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def refusal(request: web.Request, exc: PublishError) -> web.Response:
     if exc.status == 401:
         headers.update(CHALLENGE)
     if exc.location:  # the session a conflict is about
-        headers[hdrs.LOCATION] = f"{request.url.origin()}/upload/session/{exc.location}"
+        headers[hdrs.LOCATION] = f"{origin(request)}/upload/session/{exc.location}"
     return problem(exc.status, exc.message, errors, headers)
 
 

@@ -33,6 +33,7 @@ from ..storage.records import Upload
 from . import bodies
 from .auth import authenticate_publisher
 from .keys import PUBLISHER, SETTINGS, TOKENS
+from .landing import origin
 from .problems import problems
 
 RETRY_AFTER = "1"
@@ -87,7 +88,7 @@ def extension(body: dict[str, Any]) -> float:
 
 
 def session_url(request: web.Request, token: str) -> str:
-    return f"{request.url.origin()}/upload/session/{token}"
+    return f"{origin(request)}/upload/session/{token}"
 
 
 def upload_url(request: web.Request, upload: Upload) -> str:
@@ -108,7 +109,7 @@ def session_body(request: web.Request, view: SessionView) -> dict[str, Any]:
     body: dict[str, Any] = {
         "meta": {"api-version": API_VERSION},
         "links": {
-            "stage": f"{request.url.origin()}/stage/{session.token}/simple/",
+            "stage": f"{origin(request)}/stage/{session.token}/simple/",
             "upload": f"{base}/files",
             "session": base,
             "publish": f"{base}/publish",
