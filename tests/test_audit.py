@@ -170,3 +170,19 @@ async def test_the_audit_log_names_the_client_behind_a_trusted_front(tidegate, t
                                                     "version": "1.0"})) as r:
             assert r.status == 201
         assert [e.address for e in await entries(tg)] == [expected]
+
+
+async def test_a_forged_first_forwarded_line_is_not_believed(tidegate):
+    # Found in review: HAProxy appends its own X-Forwarded-For line after the client's.
+    import base64
+
+    from multidict import CIMultiDict
+
+    tg = await tidegate(upstreams=[], users=USERS, trusted_proxies=["127.0.0.0/8"])
+    headers = CIMultiDict([("Authorization", "Basic " + base64.b64encode(b"rm:pw").decode()),
+                           ("Content-Type", "application/vnd.pypi.upload.v2+json"),
+                           ("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "203.0.113.9")])
+    async with tg.session.post(f"{tg.origin}/upload/", headers=headers, data=json.dumps(
+            {"meta": {"api-version": "2.0"}, "name": "acme-core", "version": "1.0"})) as r:
+        assert r.status == 201
+    assert [e.address for e in await entries(tg)] == ["203.0.113.9"]

@@ -67,7 +67,10 @@ async def authenticate_publisher(request: web.Request, settings: Settings, token
     """Who an upload or management request comes from: a configured user, or `__token__` with
     an API token as the password (Denied, 401, for an expired or revoked one); else None."""
     given = credentials(request)
-    address = client_address(request.remote, request.headers.get("X-Forwarded-For", ""), settings.trusted_proxies)
+    # Every X-Forwarded-For line: a front that appends a line of its own (HAProxy) leaves the
+    # client's forged one first.
+    forwarded = ", ".join(request.headers.getall("X-Forwarded-For", ()))
+    address = client_address(request.remote, forwarded, settings.trusted_proxies)
     if given is not None and given[0] == TOKEN_USERNAME:
         return await tokens.verify(given[1], address)
     user = await authenticate(request, settings)

@@ -30,13 +30,20 @@ class Section:
     code: str
 
 
+def _nearest(request: web.Request, header: str) -> str:
+    """The value the trusted front itself added: the last one, over every line of the header
+    (a front that appends keeps whatever the client sent before it)."""
+    values = [v.strip() for line in request.headers.getall(header, ()) for v in line.split(",")]
+    return values[-1] if values else ""
+
+
 def base_url(request: web.Request, settings: Settings) -> str:
     """scheme://host[:port] as the client used it: the request's own Host and scheme, or a
     trusted reverse proxy's X-Forwarded-Proto and X-Forwarded-Host."""
     scheme, host = request.scheme, request.host
     if settings.trusted_proxies and _trusted(request.remote, settings.trusted_proxies):
-        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        forwarded = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+        proto = _nearest(request, "X-Forwarded-Proto").lower()
+        forwarded = _nearest(request, "X-Forwarded-Host")
         scheme = proto if proto in ("http", "https") else scheme
         host = forwarded or host
     if not _valid_host(host):
