@@ -91,6 +91,18 @@ def test_users_and_passwords():
     assert user.may_upload("acme-core") and user.may_upload("tools") and not user.may_upload("numpy")
 
 
+@pytest.mark.parametrize("user, key", [
+    ({"name": "__token__", "password": "x"}, "users[0].name"),  # the API tokens' user name
+    ({"name": "ci", "password": "pbkdf2_sha256$\u00b2$salt$hash"}, "users[0].password"),  # int() refuses "²"
+    ({"name": "ci", "password": "pbkdf2_sha256$0$salt$hash"}, "users[0].password"),
+])
+def test_users_that_could_never_log_in_are_refused(user, key):
+    # Found in review: such entries loaded, then failed (or answered 500) at every login.
+    with pytest.raises(ConfigError) as info:
+        build({"users": [user]})
+    assert key in str(info.value)
+
+
 def test_cli_bad_setting_exits_2_with_one_line(tmp_path):
     env = {**os.environ, "TIDEGATE_PORT": "not-a-port"}
     proc = subprocess.run([sys.executable, "-m", "tidegate", "serve", "--data-dir", str(tmp_path)],

@@ -328,6 +328,8 @@ def _user(key: str, raw: Any) -> User:
     name = parse_str(f"{key}.name", raw["name"])
     if ":" in name:
         raise ConfigError(f"{key}.name", "must not contain ':' (HTTP Basic uses it as the separator)")
+    if name == "__token__":
+        raise ConfigError(f"{key}.name", "__token__ is the user name of API tokens; choose another")
     password = raw["password"]
     if not isinstance(password, str) or not password:
         raise ConfigError(f"{key}.password", "expected a non-empty string")

@@ -28,7 +28,9 @@ def hash_password(password: str, *, iterations: int = _ITERATIONS) -> str:
 
 def is_hashed(stored: str) -> bool:
     parts = stored.split("$")
-    return len(parts) == 4 and parts[0] == _PREFIX and parts[1].isdigit() and bool(parts[2] and parts[3])
+    # isascii: str.isdigit() also takes "²", which int() refuses.
+    return (len(parts) == 4 and parts[0] == _PREFIX and parts[1].isascii() and parts[1].isdigit()
+            and int(parts[1]) >= 1 and bool(parts[2] and parts[3]))
 
 
 def verify_password(password: str, stored: str) -> bool:
