@@ -3,23 +3,14 @@ twine, identical re-uploads, --skip-existing."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 
 from support.dists import build_sdist, build_wheel, sha256_of
+from support.processes import run
 
 USERS = [{"name": "rm", "password": "pw", "upload": ["acme-*"]}]
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-
-
-async def run(cmd, env, *, ok=True):
-    proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
-    if ok:
-        assert proc.returncode == 0, (out + err).decode()
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def published(tg, name="acme-core"):

@@ -3,7 +3,6 @@ yank and delete seen by pip and uv, the caller's open sessions, and per-user aut
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -11,19 +10,11 @@ import sys
 from urllib.parse import urljoin
 
 from support.dists import build_sdist, build_wheel
+from support.processes import run
 
 USERS = [{"name": "rm", "password": "pw", "upload": ["acme-*"]},
          {"name": "eve", "password": "pw2", "upload": ["other-*"]}]
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-
-
-async def run(cmd, env, *, ok=True):
-    proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
-    if ok:
-        assert proc.returncode == 0, (out + err).decode()
-    return proc.returncode, out.decode(), err.decode()
 
 
 def tidegate_cmd(tg, *args, user="rm", password="pw"):

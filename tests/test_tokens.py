@@ -4,7 +4,6 @@ their scopes, refused once expired or revoked, and kept only as a hash."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import sys
@@ -14,18 +13,10 @@ from support.dists import build_sdist, build_wheel
 from tidegate.publish.actor import Actor
 from tidegate.publish.tokens import Tokens
 from tidegate.web.keys import STORAGE
+from support.processes import run
 
 USERS = [{"name": "rm", "password": "pw", "upload": ["acme-*"]}]
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-
-
-async def run(cmd, env, *, ok=True):
-    proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
-    if ok:
-        assert proc.returncode == 0, (out + err).decode()
-    return proc.returncode, out.decode(), err.decode()
 
 
 def config_file(tmp_path, tg):

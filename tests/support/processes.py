@@ -13,6 +13,17 @@ import aiohttp
 WAIT = 30  # seconds any one step may take before a test gives up (never asserted as a timing)
 
 
+async def run(cmd, env, *, ok=True) -> tuple[int | None, str, str]:
+    """Run a command (twine, uv, pip, tidegate) to its end: (status, stdout, stderr); with
+    ok, a non-zero status fails the test with everything it printed."""
+    proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+    if ok:
+        assert proc.returncode == 0, (out + err).decode()
+    return proc.returncode, out.decode(), err.decode()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
