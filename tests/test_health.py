@@ -136,3 +136,39 @@ def test_read_only_data_dir_is_refused_at_start(tmpfs):
         check_data_dir(build({"data_dir": str(tmpfs)}))
     with pytest.raises(DataDirError, match=f"^cannot create data dir {tmpfs / 'data'}: Read-only file system$"):
         check_data_dir(build({"data_dir": str(tmpfs / "data")}))
+
+
+async def test_ready_is_503_with_the_reason_a_shared_engine_gives(tidegate):
+    """A database or bucket that is down makes the instance unready, saying which and why."""
+    from tidegate.web.keys import STORAGE
+
+    tg = await tidegate(upstreams=["http://127.0.0.1:9/simple/"])
+    storage = tg.app[STORAGE]
+    down = {"now": True}
+
+    async def probe() -> str | None:
+        return "PostgreSQL is unavailable: connection refused" if down["now"] else None
+
+    storage.probes = (probe,)
+    assert await _ready_becomes(tg, 503) == "not ready: PostgreSQL is unavailable: connection refused\n"
+    down["now"] = False
+    assert await _ready_becomes(tg, 200) == "ready\n"
+
+
+async def test_an_engine_that_is_down_is_a_503_with_its_reason_not_a_500():
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from tidegate.app import errors
+    from tidegate.storage import EngineUnavailable
+
+    async def handler(request):
+        raise EngineUnavailable("PostgreSQL", "connection refused")
+
+    app = web.Application(middlewares=[errors])
+    app.router.add_get("/x", handler)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        async with client.get("/x") as r:
+            assert r.status == 503
+            assert r.headers["Retry-After"] == "2"
+            assert "PostgreSQL is unavailable: connection refused" in await r.text()

@@ -22,7 +22,7 @@ from .readpath.proxy import Proxy
 from .readpath.roots import RootLists
 from .readpath.upstream import UpstreamSource
 from .simple.names import NormalizedName
-from .storage import Storage, open_storage
+from .storage import EngineUnavailable, Storage, open_storage
 from .storage.full import FULL_MESSAGE, disk_full, out_of_files
 from .upstream.client import UpstreamClient, ssl_context
 from .publish.tokens import Tokens
@@ -52,6 +52,9 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         if disk_full(exc):  # what is cached is still served; this request needed room
             log.warning("refused %s %s: %s (%s)", request.method, redact(request.rel_url.raw_path), FULL_MESSAGE, exc)
             return read_refusal(StorageFull(f"{FULL_MESSAGE}; try again once space is freed."))
+        if isinstance(exc, EngineUnavailable):  # a passing condition: the engine comes back
+            _exhausted.warning(exc.engine, f"refusing requests with 503: {exc}")
+            return error(503, f"{exc}; try again in a moment.", {"Retry-After": "2"})
         if out_of_files(exc):  # a passing condition: the connections holding them will close
             _exhausted.warning("files", f"too many open files; refusing requests with 503 meanwhile ({exc})")
             return error(503, "tidegate has too many open files right now; try again in a moment.",

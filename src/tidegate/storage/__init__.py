@@ -11,10 +11,12 @@ import asyncio
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from ..config import Settings
 from .backup import BackupError, BackupReport, backup
 from .blobs import FileBlobStore
+from .errors import EngineUnavailable
 from .health import DataDirError, prepare_data_dir, probe_writable
 from .index import SqliteIndex
 from .layout import layout
@@ -33,10 +35,24 @@ class Storage:
     locks: Locks
     roots: SqliteRootLists  # one engine only: the root lists are a cache each host may keep
     writable_dirs: tuple[Path, ...] = field(default=())  # where state is written, for the readiness probe
+    # Shared engines' own readiness checks (a database, a bucket): each says why it cannot
+    # serve right now, or None.
+    probes: tuple[Callable[[], Awaitable[str | None]], ...] = field(default=())
 
     async def unwritable(self) -> str | None:
         """Why storage cannot take a write right now (a full disk, a read-only mount), or None."""
         return await asyncio.to_thread(probe_writable, self.writable_dirs)
+
+    async def problem(self) -> str | None:
+        """Why this instance cannot serve right now: storage that cannot take a write, or a
+        shared engine that is down; None when all is well."""
+        unwritable = await self.unwritable()
+        if unwritable:
+            return f"storage not writable: {unwritable}"
+        for probe in self.probes:
+            if problem := await probe():
+                return problem
+        return None
 
     async def close(self) -> None:
         for part in (self.pages, self.cache_blobs, self.local_blobs, self.index, self.locks, self.roots):
@@ -74,5 +90,5 @@ def check_data_dir(settings: Settings) -> None:
     prepare_data_dir(settings.data_dir)
 
 
-__all__ = ["BackupError", "BackupReport", "BlobStore", "DataDirError", "backup_data_dir", "IndexStore", "Locks", "PageCache", "Storage", "check_data_dir", "open_storage",
+__all__ = ["BackupError", "BackupReport", "BlobStore", "DataDirError", "EngineUnavailable", "backup_data_dir", "IndexStore", "Locks", "PageCache", "Storage", "check_data_dir", "open_storage",
            "remove_legacy_state"]

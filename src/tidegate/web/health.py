@@ -42,8 +42,7 @@ class Readiness:
 
     async def _run_probe(self, storage: Storage) -> None:
         try:
-            unwritable = await storage.unwritable()
-            self._problem = f"storage not writable: {unwritable}" if unwritable else None
+            self._problem = await storage.problem()
             self._checked_at = time.monotonic()
         finally:
             self._probe = None

@@ -12,6 +12,7 @@ from aiohttp import hdrs, web
 
 from ..observe.requestlog import redact
 from ..publish.errors import PublishError, storage_full
+from ..storage.errors import EngineUnavailable
 from ..storage.full import FULL_MESSAGE, disk_full
 from ..publish.protocol import API_VERSION, PROBLEM_MEDIA_TYPE
 from .auth import CHALLENGE
@@ -58,6 +59,9 @@ def problems_for(api: str):
             return await handler(request)
         except PublishError as exc:
             return refusal(request, exc)
+        except EngineUnavailable as exc:
+            detail = f"{exc}; try again in a moment."
+            return problem(503, detail, [{"source": "server", "message": detail}], {"Retry-After": "2"})
         except (OSError, sqlite3.Error) as exc:
             if not disk_full(exc):
                 raise  # too many open files, say: the application's last line of defence answers it
