@@ -98,3 +98,58 @@ async def test_a_short_upstream_answer_is_a_failure_and_leaves_nothing(upstream,
     with pytest.raises(DownloadFailed):
         await download.result
     assert not any((tmp_path / "blobs" / "tmp").iterdir())
+
+
+class OtherHostBlobs(FileBlobStore):
+    """The same committed blobs seen from another host: its part files are in a temp dir of
+    its own, as with a bucket shared by instances, so it cannot follow a download's growth.
+    Counts its looks at the store."""
+
+    def __init__(self, root: Path, temp: Path) -> None:
+        super().__init__(root)
+        self._host_tmp = temp
+        temp.mkdir(parents=True, exist_ok=True)
+        self.looks = 0
+
+    def temp_path(self, key: str, *, shared: bool = False) -> Path:
+        return self._host_tmp / f"{key}.part"
+
+    async def info(self, key: str):
+        self.looks += 1
+        return await super().info(key)
+
+
+async def test_a_follower_on_another_host_waits_for_the_commit_without_hammering_the_store(
+        upstream, client, workers, tmp_path):
+    upstream.index.faults[f"/files/{WHEEL}"] = Fault(slow=0.01, chunk_size=16384)  # ~0.2 s
+    file = entry(upstream)
+    holder = await workers().start(blob_key(file), file, client)
+    blobs, locks = OtherHostBlobs(tmp_path / "blobs", tmp_path / "host-b"), FileLocks(tmp_path / "locks")
+    try:
+        follower = await Downloads(blobs, locks).start(blob_key(file), file, client)
+        body = await collect(follower)
+        assert holder.result.done()  # nothing came before the holder's commit
+        assert body == upstream.index.file(WHEEL).path.read_bytes()
+        assert upstream.index.requests[f"/files/{WHEEL}"] == 1
+        assert blobs.looks < 15  # backed off: at 10 ms a look, a 0.2 s download would be 20+
+    finally:
+        await blobs.close()
+        await locks.close()
+
+
+async def test_a_follower_takes_over_the_download_of_a_holder_that_died(upstream, client, tmp_path):
+    file = entry(upstream)
+    dead = FileLocks(tmp_path / "locks")  # another instance, holding the lock, then killed
+    assert await dead.try_acquire("download:" + blob_key(file)) is not None
+    blobs, locks = OtherHostBlobs(tmp_path / "blobs", tmp_path / "host-b"), FileLocks(tmp_path / "locks")
+    try:
+        follower = await Downloads(blobs, locks).start(blob_key(file), file, client)
+        await asyncio.sleep(0.2)
+        assert not follower.result.done() and upstream.index.requests[f"/files/{WHEEL}"] == 0
+        await dead.close()  # its locks go with its descriptor, as with a dead process's connection
+        assert await collect(follower) == upstream.index.file(WHEEL).path.read_bytes()
+        assert await blobs.exists(blob_key(file))
+        assert upstream.index.requests[f"/files/{WHEEL}"] == 1
+    finally:
+        await blobs.close()
+        await locks.close()

@@ -27,7 +27,8 @@ from .sink import HashingSink
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
-WATCH_INTERVAL = 0.01  # seconds between looks at another worker's download
+WATCH_INTERVAL = 0.01  # seconds between looks at another worker's download on this host
+WATCH_MAX_INTERVAL = 0.5  # at most this long between looks at a download on another host
 
 
 class DownloadFailed(Exception):
@@ -93,9 +94,14 @@ class Download:
             self.started.set()
             self._notify()
 
-    async def watch(self, locks: Locks) -> None:
-        """Follow a download another worker holds the lock for: its part file's growth is our
-        progress; the committed blob is success; the lock freed without a blob is failure."""
+    async def watch(self, locks: Locks, client: UpstreamClient) -> None:
+        """Follow a download another process holds the lock for. On this host, its part file's
+        growth is our progress (looked at every WATCH_INTERVAL); a holder on another host has
+        no part file here, so only the committed blob counts, asked for less and less often (up
+        to WATCH_MAX_INTERVAL: a HEAD per follower every 10 ms would hammer a shared store). The
+        lock freed without a blob means the holder failed or died: take the lock and download
+        the file here."""
+        interval = WATCH_INTERVAL
         try:
             while True:
                 info = await self.blobs.info(self.key)
@@ -106,26 +112,32 @@ class Download:
                 try:
                     size = os.stat(self.temp).st_size
                     self.started.set()
+                    interval = WATCH_INTERVAL
                     if size != self.written:
                         self.written = size
                         self._notify()
-                except FileNotFoundError:
-                    pass
+                except FileNotFoundError:  # not begun yet, or begun on another host
+                    interval = min(interval * 2, WATCH_MAX_INTERVAL)
                 lease = await locks.try_acquire(lock_name(self.key))
-                if lease is not None:  # the other worker finished, or died
-                    await lease.release()
-                    if not await self.blobs.exists(self.key):
-                        full = self.size is not None and not await asyncio.to_thread(has_room, self.temp.parent,
-                                                                                     self.size)
-                        self.result.set_exception(DownloadFailed(f"the download of {self.file.filename} by another "
-                                                                 "worker failed", full=full))
-                        self.result.exception()
-                        return
-                    continue
-                await asyncio.sleep(WATCH_INTERVAL)
+                if lease is not None:  # the holder finished, failed or died
+                    if await self.blobs.exists(self.key):
+                        await lease.release()
+                        continue  # committed just now: info() says so on the next turn
+                    log.info("taking over the download of %s: its holder let go without committing it",
+                             self.file.filename)
+                    self.written = 0  # the part file, if any, is written again from its start
+                    await self.run(client, lease, None)
+                    return
+                await asyncio.sleep(interval)
         except asyncio.CancelledError:
-            self.result.cancel()
+            if not self.result.done():
+                self.result.cancel()
             raise
+        except Exception as exc:  # the shared store or the locks failed us: readers fail
+            if not self.result.done():
+                self.result.set_exception(DownloadFailed(f"following the download of {self.file.filename} failed: "
+                                                         f"{exc}"))
+                self.result.exception()
         finally:
             self.started.set()
             self._notify()
@@ -222,7 +234,7 @@ class Downloads:
             self._active.pop(key, None)
             raise
         if lease is None:
-            work = download.watch(self._locks)  # another worker is fetching it
+            work = download.watch(self._locks, client)  # another worker or instance is fetching it
         elif committed is not None:  # another worker committed it just now
             await lease.release()
             self._active.pop(key, None)
