@@ -86,3 +86,11 @@ async def test_pip_installs_an_upload_and_a_cached_file_kept_in_the_bucket(tmp_p
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), WAIT)
     assert proc.returncode == 0, out.decode()
+
+
+async def test_backup_refuses_a_data_dir_whose_files_are_in_a_bucket(tmp_path):
+    code, _, out = await run([sys.executable, "-m", "tidegate", "backup", str(tmp_path / "backup"), "--data-dir",
+                              str(tmp_path / "data")], {"PATH": "/usr/bin", "TIDEGATE_BLOB_STORE": "s3://bucket/prefix"},
+                             ok=False)
+    assert code == 1
+    assert out.startswith("tidegate: the files are in s3://bucket/prefix") and out.count("\n") == 1, out

@@ -95,6 +95,9 @@ def remove_legacy_state(settings: Settings) -> None:
 
 def backup_data_dir(settings: Settings, dest: Path, *, cached_files: bool = True) -> BackupReport:
     """An online backup of the data dir into `dest` (blocking); BackupError if it cannot be taken."""
+    if settings.blob_store:
+        raise BackupError(f"the files are in {settings.blob_store}, not in the data dir: back up the bucket "
+                          "(versioning or replication) and the local index separately")
     return backup(settings.data_dir, dest, cached_files=cached_files, pages=settings.offline)
 
 
