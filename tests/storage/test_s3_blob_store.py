@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import subprocess
@@ -174,3 +175,49 @@ async def test_a_server_down_is_engine_unavailable_and_back_it_works(s3):
     key = await put(store, b"back")
     other = s3(name="other")
     assert await read(other, key) == b"back"
+
+
+async def test_a_file_uploaded_as_it_is_written_commits_whole(s3):
+    """upload_as_written follows a growing temp file (as a download writes it); commit waits for
+    the tail, and the object is the whole file."""
+    store, other = s3(), s3(name="other")
+    data = os.urandom(3 * PART_SIZE + 999)
+    key = digest(data)
+    temp = store.temp_path(key, shared=True)
+    with open(temp, "wb") as fh:
+        store.upload_as_written(temp, key)
+        for start in range(0, len(data), 1 << 20):
+            fh.write(data[start:start + (1 << 20)])
+            fh.flush()
+            await asyncio.sleep(0.005)
+        os.fsync(fh.fileno())
+    stream = store._streams[temp]
+    await store.commit(temp, key)
+    assert stream.task.result() is True  # completed by the stream, not uploaded again
+    assert await read(other, key) == data
+
+
+async def test_a_streamed_upload_of_a_failed_download_leaves_nothing(s3):
+    store = s3()
+    key = digest(b"never finished")
+    temp = store.temp_path(key, shared=True)
+    with open(temp, "wb") as fh:
+        store.upload_as_written(temp, key)
+        fh.write(os.urandom(PART_SIZE + 5))  # a part goes up
+        fh.flush()
+        await asyncio.sleep(0.5)
+    temp.unlink()  # what a failed download does
+    assert await asyncio.wait_for(store._streams[temp].task, 30) is False
+    assert not await store.exists(key) and await s3(name="other").open(key) is None
+
+
+async def test_a_stream_whose_bytes_do_not_hash_to_the_key_is_not_completed(s3):
+    store = s3()
+    key = digest(b"expected")
+    temp = store.temp_path(key, shared=True)
+    temp.write_bytes(b"something else")
+    store.upload_as_written(temp, key)
+    stream = store._streams[temp]
+    await store.commit(temp, key)  # then a whole PUT of the file, as commit() on disk keeps it
+    assert stream.task.result() is False  # the stream itself was aborted, never completed
+    assert store._streams == {}

@@ -50,6 +50,18 @@ READ_CHUNK = 1024 * 1024
 USAGE_REFRESH = 300.0  # seconds between LISTs that re-count the bucket (other instances' commits)
 PROBE_TTL = 5.0  # seconds a readiness answer is reused
 SHA256_KEY = re.compile(r"[0-9a-f]{64}")
+STREAM_POLL = 0.01  # seconds between looks at a growing temp file
+
+
+class _Abandoned(Exception):
+    """A streamed upload that must not complete."""
+
+
+class _Stream:
+    def __init__(self, temp: Path, key: str) -> None:
+        self.temp, self.key = temp, key
+        self.final: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.task: asyncio.Future[bool]
 
 
 def parse_blob_store(url: str) -> tuple[str, str]:
@@ -93,6 +105,7 @@ class S3BlobStore:
         self._recount: asyncio.Task | None = None
         self._fills: dict[str, asyncio.Future[None]] = {}
         self._probed: tuple[float, str | None] = (0.0, None)
+        self._streams: dict[Path, _Stream] = {}
 
     def _path(self, key: str) -> str:
         return f"{self._kind}/{key}"
@@ -100,6 +113,8 @@ class S3BlobStore:
     async def close(self) -> None:
         if self._recount is not None:
             self._recount.cancel()
+        for stream in self._streams.values():
+            stream.task.cancel()
         await self.tier.close()
 
     # --- reading ---
@@ -149,7 +164,11 @@ class S3BlobStore:
             raise unavailable(exc) from exc
 
     async def exists(self, key: str) -> bool:
-        return await self.tier.exists(key) or await self._head(key) is not None
+        """Without a request when the key is on local disk or in the last LIST (blobs are
+        immutable; a page of thousands of files served offline asks for each)."""
+        if await self.tier.exists(key) or (self._sizes is not None and key in self._sizes):
+            return True
+        return await self._head(key) is not None
 
     async def info(self, key: str) -> BlobInfo | None:
         local = await self.tier.info(key)
@@ -163,13 +182,63 @@ class S3BlobStore:
     def temp_path(self, key: str, *, shared: bool = False) -> Path:
         return self.tier.temp_path(key, shared=shared)
 
+    def upload_as_written(self, temp: Path, key: str) -> None:
+        """Start uploading `temp` while its writer still appends to it (a download from an
+        upstream), so commit() waits only for the tail, not for the whole file again."""
+        stream = _Stream(temp, key)
+        stream.task = asyncio.ensure_future(self._stream(stream))
+        stream.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._streams[temp] = stream
+
+    async def _stream(self, stream: _Stream) -> bool:
+        """Follow the temp file's growth into a multipart upload; complete it only once commit()
+        gave the final size and the bytes sent hash to the key, else abort it (raising inside
+        the writer's context aborts the upload: nothing becomes visible). True if completed."""
+        with open(stream.temp, "rb") as fh:
+            inode = os.fstat(fh.fileno()).st_ino
+            digest, sent = hashlib.sha256(), 0
+            try:
+                async with obstore.open_writer_async(self._s3, self._path(stream.key), buffer_size=PART_SIZE,
+                                                     max_concurrency=PARTS_AT_ONCE) as writer:
+                    while True:
+                        size = os.fstat(fh.fileno()).st_size
+                        if sent < size:
+                            chunk = await asyncio.to_thread(os.pread, fh.fileno(), min(READ_CHUNK, size - sent), sent)
+                            await writer.write(chunk)
+                            digest.update(chunk)
+                            sent += len(chunk)
+                            continue
+                        if stream.final.done():
+                            if sent != stream.final.result() or (SHA256_KEY.fullmatch(stream.key)
+                                                                 and digest.hexdigest() != stream.key):
+                                raise _Abandoned("the bytes sent are not the file committed")
+                            break
+                        try:
+                            if os.stat(stream.temp).st_ino != inode:
+                                raise _Abandoned("the download was restarted")
+                        except FileNotFoundError:
+                            raise _Abandoned("the download failed") from None
+                        await asyncio.sleep(STREAM_POLL)
+            except _Abandoned:
+                return False
+        return True
+
     async def commit(self, temp: Path, key: str) -> None:
         size = temp.stat().st_size
-        try:
-            await obstore.put_async(self._s3, self._path(key), temp, chunk_size=PART_SIZE,
-                                    max_concurrency=PARTS_AT_ONCE)
-        except Exception as exc:
-            raise unavailable(exc) from exc
+        stream = self._streams.pop(temp, None)
+        streamed = False
+        if stream is not None and stream.key == key:
+            stream.final.set_result(size)
+            try:
+                streamed = await stream.task
+            except Exception:  # the server failed it midway: one more try, whole, below
+                streamed = False
+        if not streamed:
+            try:
+                await obstore.put_async(self._s3, self._path(key), temp, chunk_size=PART_SIZE,
+                                        max_concurrency=PARTS_AT_ONCE)
+            except Exception as exc:
+                raise unavailable(exc) from exc
         await self.tier.commit(temp, key)
         if self._sizes is not None:
             self._sizes[key] = size
