@@ -143,3 +143,22 @@ async def tidegate(tmp_path: Path) -> AsyncIterator[Any]:
     yield make
     for running in started:
         await running.close()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory):
+    """One SeaweedFS S3 server for the session (SeaweedFS.stop()/start() restart it in place);
+    its AWS credentials are in os.environ meanwhile, where the S3 client reads them."""
+    from support.seaweedfs import SeaweedFS
+
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    saved = {name: os.environ.get(name) for name in server.env}
+    os.environ.update(server.env)
+    yield server
+    server.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -19,7 +19,8 @@ def test_example_config_loads_and_documents_every_setting():
     text = EXAMPLE.read_text()
     for key in ("host", "port", "workers", "data_dir", "offline", "max_age", "files_max_size",
                 "memory_cache", "max_page_size", "ca_bundle", "log_level", "merge", "upstreams", "users",
-                "ttl", "cooldown", "timeout", "retries", "max_connections", "username", "password", "upload"):
+                "ttl", "cooldown", "timeout", "retries", "max_connections", "username", "password", "upload",
+                "blob_store", "s3_endpoint_url", "local_cache_size"):
         assert key in text, key
 
 
@@ -54,6 +55,9 @@ def test_defaults():
         ({"upstreams": [{"url": "http://a/", "colour": "red"}]}, "upstreams[0].colour"),
         ({"upstreams": [{"name": "x"}]}, "upstreams[0].url"),
         ({"files_max_size": "lots"}, "files_max_size"),
+        ({"blob_store": "/srv/blobs"}, "blob_store"),
+        ({"blob_store": "s3://"}, "blob_store"),
+        ({"s3_endpoint_url": "seaweed:8333"}, "s3_endpoint_url"),
         ({"frobnicate": 1}, "frobnicate"),
         ({"users": [{"name": "a"}]}, "users[0].password"),
         ({"users": [{"name": "a:b", "password": "x"}]}, "users[0].name"),

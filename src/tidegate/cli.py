@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="never contact upstreams: serve what is cached, 404 otherwise")
     serve.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
     serve.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--blob-store", dest="blob_store", metavar="s3://BUCKET/PREFIX",
+                       help="keep cached and uploaded files in an S3-compatible bucket (default: under the data dir)")
+    serve.add_argument("--s3-endpoint-url", dest="s3_endpoint_url", metavar="URL",
+                       help="the S3-compatible server (default: AWS)")
+    serve.add_argument("--local-cache-size", dest="local_cache_size", metavar="SIZE",
+                       help="with --blob-store: local disk kept for hot files (default 10GiB)")
 
     backup = commands.add_parser(
         "backup", help="back up the data directory while tidegate serves",
@@ -73,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
     flags: dict[str, Any] = {
         key: getattr(args, key, None)
-        for key in ("host", "port", "data_dir", "upstreams", "offline", "workers", "log_level")
+        for key in ("host", "port", "data_dir", "upstreams", "offline", "workers", "log_level", "blob_store",
+                    "s3_endpoint_url", "local_cache_size")
     }
     return load(args.config, environ, flags)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import importlib.util
 import ipaddress
 import os
 import re
@@ -72,7 +73,12 @@ class Settings:
     # A client's no-cache / max-age=0 asks the upstream again only for a page confirmed longer
     # ago than this: pip up to 26.1 sends max-age=0 with every page request.
     min_refresh: float = 30.0
-    files_max_size: int = 20 * 1024**3  # LRU-evict cached upstream files beyond this
+    files_max_size: int = 20 * 1024**3  # LRU-evict cached upstream files beyond this (files under data_dir only)
+    # "s3://BUCKET/PREFIX": cached and uploaded files in an S3-compatible bucket (credentials and
+    # region from the standard AWS environment); None: files under data_dir.
+    blob_store: str | None = None
+    s3_endpoint_url: str | None = None  # an S3-compatible server (SeaweedFS, MinIO, ...); None: AWS
+    local_cache_size: int = 10 * 1024**3  # with blob_store: the local disk tier of hot files
     memory_cache: int = 64 * 1024**2  # rendered pages kept in each worker's memory
     pages_max_size: int = 8 * 1024**3  # page records and metadata files kept on disk
     max_page_size: int = 64 * 1024**2  # refuse upstream pages larger than this
@@ -207,6 +213,16 @@ def parse_url(key: str, raw: Any) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+def parse_blob_store(key: str, raw: Any) -> str:
+    url = parse_str(key, raw)
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(key, f"expected s3://BUCKET/PREFIX, got {url!r}")
+    if importlib.util.find_spec("obstore") is None:
+        raise ConfigError(key, "an S3 blob store needs the S3 client: pip install 'tidegate[s3]'")
+    return url
+
+
 def parse_networks(key: str, raw: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """Addresses or CIDR networks, from a list or a comma- or space-separated string."""
     networks = []
@@ -237,6 +253,9 @@ _SCALARS = {
     "max_age": lambda k, v: int(parse_duration(k, v)),
     "min_refresh": parse_duration,
     "files_max_size": parse_size,
+    "blob_store": lambda k, v: parse_blob_store(k, v),
+    "s3_endpoint_url": lambda k, v: parse_url(k, v).rstrip("/"),
+    "local_cache_size": parse_size,
     "memory_cache": parse_size,
     "pages_max_size": parse_size,
     "max_page_size": parse_size,

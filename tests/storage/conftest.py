@@ -7,11 +7,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import uuid
+
 import pytest
 
 from tidegate.storage.blobs import FileBlobStore
 from tidegate.storage.index import SqliteIndex
 from tidegate.storage.locks import FileLocks
+from tidegate.storage.s3blobs import S3BlobStore, make_s3_client
 from tidegate.storage.pagecache import FilePageCache
 
 Factory = Callable[..., Awaitable[Any]]
@@ -31,10 +34,24 @@ async def _factory(make: Callable[..., Any]) -> AsyncIterator[Factory]:
         await instance.close()
 
 
-@pytest.fixture(params=["disk"])
+@pytest.fixture(params=["disk", "s3"])
 async def new_blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
-    """new_blob_store(max_size=None): a blob store; each call another instance on the same state."""
-    async for new in _factory(lambda max_size=None: FileBlobStore(tmp_path / "blobs", max_size)):
+    """new_blob_store(max_size=None): a blob store; each call another instance on the same state.
+    "s3": a prefix of its own in the session's SeaweedFS; each instance has its own local tier
+    (like another host), of max_size bytes. `new_blob_store.kind` says which."""
+    if request.param == "disk":
+        make = lambda max_size=None: FileBlobStore(tmp_path / "blobs", max_size)  # noqa: E731
+    else:
+        server = request.getfixturevalue("seaweedfs")
+        bucket = server.bucket("contract")
+        prefix = f"{request.node.originalname}-{uuid.uuid4().hex[:8]}"
+        tiers = iter(range(1000))
+
+        def make(max_size=None):
+            client = make_s3_client(bucket, prefix, server.endpoint)
+            return S3BlobStore(client, "cache", tmp_path / f"tier{next(tiers)}", max_size)
+    async for new in _factory(make):
+        new.kind = request.param  # type: ignore[attr-defined]
         yield new
 
 

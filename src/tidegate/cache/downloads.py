@@ -150,6 +150,7 @@ class Download:
             raise DownloadFailed(f"{self.file.filename}: upstream sent {length} bytes, its index says {self.size}")
         self.size = self.size if self.size is not None else length
         sink = HashingSink(self.temp, {n for n in self.file.hashes if n in hashlib.algorithms_available})
+        self.blobs.upload_as_written(self.temp, self.key)
         self.started.set()
         try:
             async for chunk in response.content.iter_chunked(CHUNK):

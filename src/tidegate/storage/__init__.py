@@ -19,7 +19,7 @@ from .blobs import FileBlobStore
 from .errors import EngineUnavailable
 from .health import DataDirError, prepare_data_dir, probe_writable
 from .index import SqliteIndex
-from .layout import layout
+from .layout import Layout, layout
 from .locks import FileLocks
 from .pagecache import FilePageCache
 from .protocols import BlobStore, IndexStore, Locks, PageCache
@@ -62,17 +62,30 @@ class Storage:
 async def open_storage(settings: Settings) -> Storage:
     prepare_data_dir(settings.data_dir)
     where = layout(settings.data_dir)
+    cache_blobs, local_blobs, probes = _blob_stores(settings, where)
     return Storage(
         pages=FilePageCache(where.pages, settings.pages_max_size),
-        cache_blobs=FileBlobStore(where.cache_blobs, settings.files_max_size),
-        local_blobs=FileBlobStore(where.local_blobs),
+        cache_blobs=cache_blobs,
+        local_blobs=local_blobs,
         index=SqliteIndex(where.index),
         locks=FileLocks(where.locks),
         roots=SqliteRootLists(where.roots),
         # The data dir (page cache, file cache) and the local index's directory (index.db and
         # uploads), which an operator may have put on another volume.
         writable_dirs=(settings.data_dir, where.index.parent),
+        probes=probes,
     )
+
+
+def _blob_stores(settings: Settings, where: Layout) -> tuple[BlobStore, BlobStore, tuple]:
+    """(cache blobs, local blobs, their readiness probes): files under the data dir, or a bucket."""
+    if settings.blob_store:
+        from .s3blobs import open_s3_blobs  # the S3 client is an optional dependency
+
+        cache, local = open_s3_blobs(settings.blob_store, settings.s3_endpoint_url, where.blob_tier,
+                                     settings.local_cache_size)
+        return cache, local, (cache.probe,)
+    return FileBlobStore(where.cache_blobs, settings.files_max_size), FileBlobStore(where.local_blobs), ()
 
 
 def remove_legacy_state(settings: Settings) -> None:
@@ -82,6 +95,9 @@ def remove_legacy_state(settings: Settings) -> None:
 
 def backup_data_dir(settings: Settings, dest: Path, *, cached_files: bool = True) -> BackupReport:
     """An online backup of the data dir into `dest` (blocking); BackupError if it cannot be taken."""
+    if settings.blob_store:
+        raise BackupError(f"the files are in {settings.blob_store}, not in the data dir: back up the bucket "
+                          "(versioning or replication) and the local index separately")
     return backup(settings.data_dir, dest, cached_files=cached_files, pages=settings.offline)
 
 

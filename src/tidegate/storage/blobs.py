@@ -104,6 +104,9 @@ class FileBlobStore:
             return self._tmp / f"{key}.part"
         return self._tmp / f"{key}.{os.getpid()}.{time.monotonic_ns()}.part"
 
+    def upload_as_written(self, temp: Path, key: str) -> None:
+        """Nothing to do ahead of commit on local disk."""
+
     async def commit(self, temp: Path, key: str) -> None:
         await self._run(self._commit, temp, key)
 

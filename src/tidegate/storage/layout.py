@@ -15,10 +15,11 @@ class Layout(NamedTuple):
     locks: Path
     roots: Path  # the upstreams' root lists, and the root pages written from them
     metrics: Path  # prometheus-client's files of each running server's workers, a directory per server
+    blob_tier: Path  # with blob_store = s3://...: the local disk tier of hot files
 
 
 def layout(root: Path) -> Layout:
     local = root / "local"
     return Layout(pages=root / "pagecache", legacy_pages=root / "pages", cache_blobs=root / "blobs",
                   local_blobs=local, index=local / "index.db", locks=root / "locks", roots=root / "roots",
-                  metrics=root / "metrics")
+                  metrics=root / "metrics", blob_tier=root / "blobtier")

@@ -33,6 +33,10 @@ class BlobStore(Protocol):
         """A local path to write a future blob to (`shared`: the one path other processes of this
         host follow a download of `key` at)."""
 
+    def upload_as_written(self, temp: Path, key: str) -> None:
+        """A hint that `temp` is being appended to and will be committed as `key` (or removed):
+        a store that uploads may start now, so commit() waits only for the tail."""
+
     async def commit(self, temp: Path, key: str) -> None:
         """Make the (fsynced) temp file the blob for key, atomically."""
 
