@@ -62,16 +62,25 @@ class Storage:
 async def open_storage(settings: Settings) -> Storage:
     prepare_data_dir(settings.data_dir)
     where = layout(settings.data_dir)
+    if settings.database_url:  # index, page cache and locks shared by every instance
+        from .postgres import open_postgres
+
+        shared = await open_postgres(settings.database_url, settings.pages_max_size)
+        pages, index, locks, probes = shared.pages, shared.index, shared.locks, shared.probes
+    else:
+        pages, index, locks, probes = (FilePageCache(where.pages, settings.pages_max_size), SqliteIndex(where.index),
+                                       FileLocks(where.locks), ())
     return Storage(
-        pages=FilePageCache(where.pages, settings.pages_max_size),
+        pages=pages,
         cache_blobs=FileBlobStore(where.cache_blobs, settings.files_max_size),
         local_blobs=FileBlobStore(where.local_blobs),
-        index=SqliteIndex(where.index),
-        locks=FileLocks(where.locks),
+        index=index,
+        locks=locks,
         roots=SqliteRootLists(where.roots),
         # The data dir (page cache, file cache) and the local index's directory (index.db and
         # uploads), which an operator may have put on another volume.
         writable_dirs=(settings.data_dir, where.index.parent),
+        probes=probes,
     )
 
 
