@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -32,6 +33,8 @@ CHANNEL = "tidegate_changes"
 KINDS = ("index", "pages")
 POOL_SIZE = 8  # connections per process: index readers and writer, page cache calls, probes
 CONNECT_TIMEOUT = 5  # seconds to reach the server before it counts as down
+POOL_WAIT = 3  # seconds a call waits for a pooled connection (all busy, or reconnecting)
+FAIL_FAST = 0.5  # seconds after a lost server during which calls fail at once, not after POOL_WAIT
 POLL_INTERVAL = 1.0  # seconds between tries to listen again (and polls of the generations)
 NOTICE_WAIT = 0.25  # the listener looks up from waiting this often (to stop when closed)
 
@@ -84,10 +87,11 @@ class Engine:
         self.instance = uuid.uuid4().hex  # whose NOTIFY it is: our own changes are counted at once
         self._users = 0
         self.pool = psycopg_pool.ConnectionPool(
-            url, min_size=1, max_size=POOL_SIZE, open=False, timeout=CONNECT_TIMEOUT, name="tidegate",
+            url, min_size=1, max_size=POOL_SIZE, open=False, timeout=POOL_WAIT, name="tidegate",
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
             check=psycopg_pool.ConnectionPool.check_connection, reconnect_timeout=0)
         self._counts = dict.fromkeys(KINDS, 0)
+        self._down: tuple[float, EngineUnavailable] | None = None  # (until, why) after a lost server
         self._generations: dict[str, int] = {}
         self._stop = threading.Event()
         self._listening = threading.Event()
@@ -119,8 +123,17 @@ class Engine:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        with translated(), self.pool.connection() as conn:
-            yield conn
+        """A pooled connection. While the server is down every call would wait POOL_WAIT for
+        one: for FAIL_FAST after a failure, calls fail at once with the same reason instead."""
+        down = self._down
+        if down is not None and time.monotonic() < down[0]:
+            raise EngineUnavailable(ENGINE, down[1].reason)
+        try:
+            with translated(), self.pool.connection() as conn:
+                yield conn
+        except EngineUnavailable as exc:
+            self._down = (time.monotonic() + FAIL_FAST, exc)
+            raise
 
     def run(self, fn: Callable[[psycopg.Connection], T]) -> T:
         with self.connection() as conn:
