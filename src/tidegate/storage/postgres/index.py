@@ -95,16 +95,16 @@ class PgIndex:
     async def read(self, fn: Callable[[IndexRows], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._read_threads, self._read, fn)
 
+    async def write(self, fn: Callable[[IndexRows], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._write, fn)
+
     def _read(self, fn: Callable[[IndexRows], T]) -> T:
         with self._engine.connection() as conn:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")  # one snapshot, no waiting
             try:
                 return fn(IndexRows(Dialect(conn)))  # type: ignore[arg-type]
             finally:
                 _rollback(conn)
-
-    async def write(self, fn: Callable[[IndexRows], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._write, fn)
 
     def _write(self, fn: Callable[[IndexRows], T]) -> T:
         with self._engine.connection() as conn:
