@@ -164,3 +164,22 @@ async def test_a_write_cut_by_a_restart_changes_nothing(postgres, database_url, 
         assert await storage.index.read(lambda rows: (rows.session("cut"), rows.session("cut-2"))) == (None, None)
     finally:
         await storage.close()
+
+
+async def test_locks_of_host_local_state_stay_per_host(database_url, tmp_path):
+    """Pages are shared, so one instance refreshes a page for all; a download into this host's
+    own disk is this host's alone (another host could not read the blob it waits for)."""
+    a, b = await two_hosts(database_url, tmp_path)
+    try:
+        page = await a.locks.try_acquire("page:demo")
+        assert page is not None and await b.locks.try_acquire("page:demo") is None
+        download = await a.locks.try_acquire("download:" + "a" * 64)
+        other_host = await b.locks.try_acquire("download:" + "a" * 64)
+        assert download is not None and other_host is not None
+        assert await a.locks.try_acquire("download:" + "a" * 64) is None  # still one per host
+        for lease in (page, download, other_host):
+            await lease.release()
+        assert await b.locks.try_acquire("page:demo") is not None
+    finally:
+        for s in (a, b):
+            await s.close()

@@ -65,7 +65,7 @@ async def open_storage(settings: Settings) -> Storage:
     if settings.database_url:  # index, page cache and locks shared by every instance
         from .postgres import open_postgres
 
-        shared = await open_postgres(settings.database_url, settings.pages_max_size)
+        shared = await open_postgres(settings.database_url, settings.pages_max_size, FileLocks(where.locks))
         pages, index, locks, probes = shared.pages, shared.index, shared.locks, shared.probes
     else:
         pages, index, locks, probes = (FilePageCache(where.pages, settings.pages_max_size), SqliteIndex(where.index),

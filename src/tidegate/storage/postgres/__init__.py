@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from .engine import Engine, connect, safe_url, translated
 from .index import PgIndex
-from .locks import PgLocks
+from .locks import PgLocks, RoutedLocks
 from .pages import PgPageCache
 from .schema import migrate
+
+
+# Locks that guard state on this host's disk: the file cache's downloads and the root-list files.
+HOST_LOCKS = ("download:", "root:", "root-page:")
 
 
 @dataclass
 class SharedState:
     index: PgIndex
     pages: PgPageCache
-    locks: PgLocks
+    locks: RoutedLocks
     probes: tuple[Callable[[], Awaitable[str | None]], ...]
 
 
@@ -28,8 +32,11 @@ def migrate_database(url: str) -> list[str]:
         return migrate(conn)
 
 
-async def open_postgres(url: str, pages_max_size: int | None) -> SharedState:
-    """Migrate (once across instances starting together), then open the parts on one engine."""
+async def open_postgres(url: str, pages_max_size: int | None, host_locks: Any, *,
+                        shared_blobs: bool = False) -> SharedState:
+    """Migrate (once across instances starting together), then open the parts on one engine.
+    `host_locks`: this host's Locks, for the names of HOST_LOCKS; with `shared_blobs` (a blob
+    store every instance reads) downloads are single-flight across instances instead."""
     await asyncio.to_thread(migrate_database, url)
     engine = Engine(url)
     await asyncio.to_thread(engine.open)
@@ -37,8 +44,9 @@ async def open_postgres(url: str, pages_max_size: int | None) -> SharedState:
     async def ready() -> str | None:
         return await asyncio.to_thread(engine.probe)
 
-    return SharedState(index=PgIndex(engine), pages=PgPageCache(engine, pages_max_size), locks=PgLocks(url),
-                       probes=(ready,))
+    local = tuple(p for p in HOST_LOCKS if not (shared_blobs and p == "download:"))
+    return SharedState(index=PgIndex(engine), pages=PgPageCache(engine, pages_max_size),
+                       locks=RoutedLocks(PgLocks(url), host_locks, local), probes=(ready,))
 
 
-__all__ = ["PgIndex", "PgLocks", "PgPageCache", "SharedState", "migrate_database", "open_postgres", "safe_url"]
+__all__ = ["HOST_LOCKS", "PgIndex", "PgLocks", "RoutedLocks", "PgPageCache", "SharedState", "migrate_database", "open_postgres", "safe_url"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import psycopg
 
@@ -99,3 +100,20 @@ class PgLocks:
 
         await asyncio.get_running_loop().run_in_executor(self._thread, close)
         self._thread.shutdown(wait=True)
+
+
+class RoutedLocks:
+    """Locks by what they guard: names for host-local state (`local_prefixes`, such as the
+    downloads into a blob store on this host's disk, or its root-list files) on this host's
+    locks, every other name on the shared ones. A follower on another host would otherwise wait
+    for a download into a disk it cannot read, then find no blob."""
+
+    def __init__(self, shared: Any, local: Any, local_prefixes: tuple[str, ...]) -> None:
+        self._shared, self._local, self._prefixes = shared, local, local_prefixes
+
+    async def try_acquire(self, name: str) -> Any:
+        return await (self._local if name.startswith(self._prefixes) else self._shared).try_acquire(name)
+
+    async def close(self) -> None:
+        await self._shared.close()
+        await self._local.close()
