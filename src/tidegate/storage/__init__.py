@@ -91,7 +91,8 @@ def remove_legacy_state(settings: Settings) -> None:
 
 def backup_data_dir(settings: Settings, dest: Path, *, cached_files: bool = True) -> BackupReport:
     """An online backup of the data dir into `dest` (blocking); BackupError if it cannot be taken."""
-    return backup(settings.data_dir, dest, cached_files=cached_files, pages=settings.offline)
+    return backup(settings.data_dir, dest, cached_files=cached_files, pages=settings.offline,
+                  shared_index=bool(settings.database_url))
 
 
 def check_data_dir(settings: Settings) -> None:
