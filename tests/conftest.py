@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +11,34 @@ import pytest
 
 from support.dists import DistCache
 from support.fakeindex import FakeIndex, MakeFakeIndex, Mode, RunningFakeIndex
+from support.postgres import PostgresServer, find_bin
 
 
 @pytest.fixture(scope="session")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> DistCache:
     """Session-wide cache of built dists: `dists.wheel("foo", "1.0")`, `dists.sdist(...)`."""
     return DistCache(tmp_path_factory.mktemp("dists"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session (skipped, loudly, without Debian's postgresql)."""
+    bindir = find_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (initdb not found): .ci/run installs Debian's postgresql")
+    server = PostgresServer(bindir)
+    try:
+        server.start()
+        yield server
+        server.stop("immediate")
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def database_url(postgres: PostgresServer) -> str:
+    """The URL of a fresh database on the session's PostgreSQL server."""
+    return postgres.new_database()
 
 
 @pytest.fixture

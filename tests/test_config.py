@@ -18,7 +18,7 @@ def test_example_config_loads_and_documents_every_setting():
     assert settings.upstreams[0].url == "https://pypi.org/simple/"
     text = EXAMPLE.read_text()
     for key in ("host", "port", "workers", "data_dir", "offline", "max_age", "files_max_size",
-                "memory_cache", "max_page_size", "ca_bundle", "log_level", "merge", "upstreams", "users",
+                "memory_cache", "max_page_size", "ca_bundle", "database_url", "log_level", "merge", "upstreams", "users",
                 "ttl", "cooldown", "timeout", "retries", "max_connections", "username", "password", "upload",
                 "blob_store", "s3_endpoint_url", "local_cache_size"):
         assert key in text, key
@@ -196,3 +196,18 @@ def test_operations_settings_from_file_and_environment():
                      from_environ({"TIDEGATE_REQUEST_LOG": "0", "TIDEGATE_METRICS": "false"}))
     assert settings.log_format == "json" and settings.metrics_auth
     assert not settings.request_log and not settings.metrics
+
+
+def test_database_url_from_file_environment_and_flag(tmp_path):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('database_url = "postgresql://file@db.example/tidegate"\n')
+    assert load(str(cfg), {}, {}).database_url == "postgresql://file@db.example/tidegate"
+    env = {"TIDEGATE_DATABASE_URL": "postgresql://env:secret@db.example/tidegate"}
+    settings = load(str(cfg), env, {})
+    assert settings.database_url == "postgresql://env:secret@db.example/tidegate"
+    assert "secret" not in repr(settings)  # never in a log line that prints the settings
+    assert load(str(cfg), env, {"database_url": "postgres://flag@db/x"}).database_url == "postgres://flag@db/x"
+    assert build().database_url is None  # default: SQLite under the data dir
+    with pytest.raises(ConfigError) as exc:
+        build({"database_url": "mysql://user:secret@db/x"})
+    assert exc.value.key == "database_url" and "secret" not in str(exc.value)

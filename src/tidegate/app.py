@@ -135,7 +135,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     clients = [UpstreamClient(u, session, settings.max_page_size, recorder) for u in settings.upstreams]
     local = LocalSource(storage.index, storage.local_blobs)
     upstream = UpstreamSource(settings, storage, clients)
-    publisher = Publisher(settings, storage.index, storage.local_blobs, name_check(upstream))
+    publisher = Publisher(settings, storage.index, storage.local_blobs, name_check(upstream), locks=storage.locks)
     app[STORAGE] = storage
     app[LOCAL] = local
     app[PROXY] = Proxy([local, upstream], RootLists(settings, storage, clients))

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--offline", action="store_const", const=True, default=None,
                        help="never contact upstreams: serve what is cached, 404 otherwise")
     serve.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
+    serve.add_argument("--database-url", dest="database_url", metavar="URL",
+                       help="postgresql://... shared by several instances (default: SQLite in the data dir)")
     serve.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--blob-store", dest="blob_store", metavar="s3://BUCKET/PREFIX",
                        help="keep cached and uploaded files in an S3-compatible bucket (default: under the data dir)")
@@ -65,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="leave out the files cached from upstreams (they can be fetched again)")
     backup.add_argument("--config", metavar="FILE", default=os.environ.get("TIDEGATE_CONFIG"))
     backup.add_argument("--data-dir", dest="data_dir", metavar="DIR")
+    backup.add_argument("--database-url", dest="database_url", metavar="URL",
+                        help="with PostgreSQL the database is not copied: back it up with pg_dump")
 
     hashpw = commands.add_parser("hash-password", help="print a hashed password for a [[users]] entry")
     hashpw.add_argument("--password", help="the password (default: prompt)")
@@ -80,7 +84,8 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Set
     flags: dict[str, Any] = {
         key: getattr(args, key, None)
         for key in ("host", "port", "data_dir", "upstreams", "offline", "workers", "log_level", "blob_store",
-                    "s3_endpoint_url", "local_cache_size")
+                    "s3_endpoint_url", "local_cache_size",
+                    "database_url")
     }
     return load(args.config, environ, flags)
 
@@ -90,6 +95,11 @@ def backup(settings: Settings, dest: str, cached_files: bool) -> int:
 
     from .storage import BackupError, backup_data_dir
 
+    if settings.database_url:
+        from .storage.postgres import safe_url
+
+        print(f"tidegate: the index, sessions, tokens and audit log are in {safe_url(settings.database_url)}, "
+              "which this backup does not copy: back it up with pg_dump (see docs/operations.md)", file=sys.stderr)
     try:
         report = backup_data_dir(settings, Path(dest), cached_files=cached_files)
     except BackupError as exc:
@@ -116,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(files("tidegate").joinpath("tidegate.toml").read_text())
         return 0
-    local_yank = args.command == "yank" and (args.data_dir or args.config)
+    local_yank = args.command == "yank" and (args.data_dir or args.config or getattr(args, "database_url", None))
     if args.command in ("upload", "session", "delete") or (args.command == "yank" and not local_yank):
         from .client import cli as client_cli  # imported only when used: it loads aiohttp
 
@@ -136,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tidegate: bad setting {exc}", file=sys.stderr)
         return 2
-    if args.command in ("token", "audit", "yank"):
+    if args.command in ("token", "audit", "yank", "migrate"):
         from .admin import commands as admin  # imported only when used: it loads the storage
 
         try:
@@ -158,7 +168,7 @@ def serve(settings: Settings) -> int:
     import asyncio
 
     from .recovery import recover
-    from .storage import DataDirError, check_data_dir
+    from .storage import DataDirError, EngineUnavailable, check_data_dir
 
     try:
         check_data_dir(settings)
@@ -169,6 +179,9 @@ def serve(settings: Settings) -> int:
         asyncio.run(recover(settings))
     except OSError as exc:
         print(f"tidegate: start-up repairs of {settings.data_dir} failed: {exc}", file=sys.stderr)
+        return 1
+    except EngineUnavailable as exc:
+        print(f"tidegate: cannot start: {exc}", file=sys.stderr)
         return 1
     metrics_dir = _metrics_dir(settings) if settings.metrics else None
     try:

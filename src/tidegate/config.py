@@ -83,6 +83,9 @@ class Settings:
     pages_max_size: int = 8 * 1024**3  # page records and metadata files kept on disk
     max_page_size: int = 64 * 1024**2  # refuse upstream pages larger than this
     ca_bundle: str | None = None  # extra CA certificates for upstream TLS (corporate proxies)
+    # postgresql://... : the local index, page cache and locks in PostgreSQL, shared by several
+    # instances; None: SQLite and files under data_dir. Out of repr: it may hold a password.
+    database_url: str | None = field(default=None, repr=False)
     log_level: str = "info"
     shutdown_timeout: float = 30.0  # on SIGTERM/SIGINT, in-flight requests get this long to finish
     client_timeout: float = 60.0  # a client sending nothing of its request for this long is cut off
@@ -223,6 +226,16 @@ def parse_blob_store(key: str, raw: Any) -> str:
     return url
 
 
+def parse_database_url(key: str, raw: Any) -> str:
+    """A PostgreSQL URL, with its driver installed (an optional extra)."""
+    url = parse_str(key, raw)
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise ConfigError(key, "expected a postgresql://user:password@host:port/database URL")
+    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
+        raise ConfigError(key, "PostgreSQL needs its driver: pip install 'tidegate[postgres]'")
+    return url
+
+
 def parse_networks(key: str, raw: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """Addresses or CIDR networks, from a list or a comma- or space-separated string."""
     networks = []
@@ -260,6 +273,7 @@ _SCALARS = {
     "pages_max_size": parse_size,
     "max_page_size": parse_size,
     "ca_bundle": lambda k, v: parse_pem_file(k, v),
+    "database_url": lambda k, v: parse_database_url(k, v),
     "log_level": lambda k, v: _choice(k, v, ("debug", "info", "warning", "error")),
     "shutdown_timeout": parse_duration,
     "client_timeout": parse_duration,

@@ -35,6 +35,6 @@ async def _repair(settings: Settings) -> None:
         await storage.local_blobs.recover()
         await storage.pages.recover()
         # Validations cut short by the crash fail (through the PEP 694 tables).
-        await Publisher(settings, storage.index, storage.local_blobs, no_upstream).recover()
+        await Publisher(settings, storage.index, storage.local_blobs, no_upstream, locks=storage.locks).recover()
     finally:
         await storage.close()

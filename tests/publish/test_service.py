@@ -17,7 +17,7 @@ import pytest
 from support.dists import build_sdist, build_wheel
 from tidegate.config import User, build
 from tidegate.publish.errors import Conflict, Denied, Invalid, NotFound, Unavailable
-from tidegate.publish.service import Publisher
+from tidegate.publish.service import Publisher, no_upstream
 from tidegate.publish.states import FileState, SessionState
 from tidegate.storage import open_storage
 
@@ -282,6 +282,25 @@ async def test_restart_during_validation_fails_the_file(publisher, storage, dist
     session = (await publisher.create_session(ALICE, "demo-pkg", "1.0")).session
     upload_id = await add(publisher, session.token, build_wheel(dist, "demo-pkg", "1.0"), complete=False)
     await storage.index.write(lambda rows: rows.update_upload(upload_id, status=FileState.PROCESSING))
+    await publisher.recover()
+    upload = await publisher.upload(ALICE, session.token, upload_id)
+    assert upload.status == FileState.ERROR and "restarted" in upload.notices[-1]
+
+
+async def test_restart_leaves_a_validation_another_instance_runs(storage, clock, dist):
+    """On a shared index another instance may be validating a file when this one starts: the
+    lock its validation holds keeps recover() from failing it."""
+    from tidegate.publish.service import VALIDATING
+
+    publisher = Publisher(storage.settings, storage.index, storage.local_blobs, no_upstream, clock,
+                          locks=storage.locks)
+    session = (await publisher.create_session(ALICE, "demo-pkg", "1.0")).session
+    upload_id = await add(publisher, session.token, build_wheel(dist, "demo-pkg", "1.0"), complete=False)
+    await storage.index.write(lambda rows: rows.update_upload(upload_id, status=FileState.PROCESSING))
+    running = await storage.locks.try_acquire(VALIDATING + upload_id)  # as the other instance would hold it
+    await publisher.recover()
+    assert (await publisher.upload(ALICE, session.token, upload_id)).status == FileState.PROCESSING
+    await running.release()  # that instance died, say
     await publisher.recover()
     upload = await publisher.upload(ALICE, session.token, upload_id)
     assert upload.status == FileState.ERROR and "restarted" in upload.notices[-1]

@@ -17,6 +17,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", default=os.environ.get("TIDEGATE_CONFIG"),
                         help="the server's TOML settings file (default: $TIDEGATE_CONFIG)")
     parser.add_argument("--data-dir", dest="data_dir", metavar="DIR", help="the server's data directory")
+    parser.add_argument("--database-url", dest="database_url", metavar="URL",
+                        help="the server's PostgreSQL database, if it has one (default: $TIDEGATE_DATABASE_URL)")
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -45,6 +47,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                        help='a date or time (2026-12-01, 2026-12-01T09:30, UTC) or an age such as "7d"')
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     add_data_options(audit)
+
+    migrate = commands.add_parser(
+        "migrate", help="bring the PostgreSQL schema up to date",
+        description="Apply the schema migrations the database (database_url) lacks and print them; "
+                    "`tidegate serve` does the same at start-up. Safe to run again, and while instances serve.")
+    add_data_options(migrate)
 
     commands.add_parser("config", help="print the documented settings file with every default",
                         description="Print a TOML settings file documenting every setting with its default: "

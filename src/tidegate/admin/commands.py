@@ -18,7 +18,7 @@ from ..publish.actor import Actor
 from ..publish.errors import PublishError
 from ..publish.service import Publisher, no_upstream
 from ..publish.tokens import Tokens, state
-from ..storage import DataDirError, Storage, open_storage
+from ..storage import DataDirError, EngineUnavailable, Storage, open_storage
 
 T = TypeVar("T")
 
@@ -66,13 +66,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return token(args, settings)
         if args.command == "audit":
             return audit(args, settings)
+        if args.command == "migrate":
+            return migrate(settings)
         return yank(args, settings)
     except PublishError as exc:
         print(f"tidegate: {exc.message}", file=sys.stderr)
         return 1
-    except DataDirError as exc:
+    except (DataDirError, EngineUnavailable) as exc:
         print(f"tidegate: {exc}", file=sys.stderr)
         return 1
+
+
+def migrate(settings: Settings) -> int:
+    if not settings.database_url:
+        raise ConfigError("database_url", "`tidegate migrate` is for a PostgreSQL database; SQLite migrates itself")
+    from ..storage.postgres import migrate_database, safe_url
+
+    applied = migrate_database(settings.database_url)
+    for line in applied:
+        print(f"applied migration {line}")
+    print(f"{safe_url(settings.database_url)}: schema up to date ({len(applied)} migration(s) applied)")
+    return 0
 
 
 def token(args: argparse.Namespace, settings: Settings) -> int:

@@ -89,6 +89,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     yank.add_argument("--data-dir", dest="data_dir", metavar="DIR",
                       help="work on this server data directory instead of over HTTP")
     yank.add_argument("--config", metavar="FILE", help="work on the data directory this settings file names")
+    yank.add_argument("--database-url", dest="database_url", metavar="URL",
+                      help="with --data-dir: the server's PostgreSQL database (default: $TIDEGATE_DATABASE_URL)")
 
     delete = subparsers.add_parser("delete", help="delete a local file or release for good",
                                    description=DELETE_HELP, epilog=CREDENTIALS_HELP,

@@ -23,8 +23,9 @@ from typing import AsyncIterator, Awaitable, Callable, Mapping
 from ..cache.sink import HashingSink
 from ..config import Settings, User
 from ..simple.names import NormalizedName, is_sdist
-from ..storage import BlobStore, IndexStore
+from ..storage import BlobStore, IndexStore, Locks
 from ..storage.index import IndexRows
+from ..storage.protocols import Lease
 from ..storage.records import PublishedFile, Session, Upload
 from . import audit, states
 from .actor import Actor, as_actor
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 UpstreamServes = Callable[[NormalizedName], Awaitable[str | None]]
 
 MAX_EXTENSION = 10 * 365 * 86400.0  # beyond any configurable maximum lifetime
+VALIDATING = "validate:"  # the lock a background validation of an upload holds, by upload id
 GARBAGE_GRACE = 3600.0  # an unreferenced local blob younger than this may still be on its way in
 LEGACY_DIGESTS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
 
@@ -103,9 +105,12 @@ def require_right(who: Who, project: str) -> None:
 
 class Publisher:
     def __init__(self, settings: Settings, index: IndexStore, blobs: BlobStore, upstream_serves: UpstreamServes,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, locks: Locks | None = None) -> None:
         self.settings = settings
         self._index = index
+        # Held by a background validation, so that another instance's start-up (recover) on a
+        # shared index leaves it running rather than failing it.
+        self._locks = locks
         self._blobs = blobs
         self._upstream_serves = upstream_serves
         self._clock = clock
@@ -350,7 +355,8 @@ class Publisher:
             raise Invalid(message, source="content")
         if upload.size > self.settings.deferred_validation:
             updated = await self._finish(upload_id, FileEvent.COMPLETE_DEFERRED, strict=True)
-            task = asyncio.ensure_future(self._validate(session, upload, deferred=True))
+            lease = await self._locks.try_acquire(VALIDATING + upload_id) if self._locks else None
+            task = asyncio.ensure_future(self._validate(session, upload, deferred=True, lease=lease))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             return updated, True
@@ -359,19 +365,23 @@ class Publisher:
             raise Invalid(problem, source="content")
         return await self.upload(user, token, upload_id), False
 
-    async def _validate(self, session: Session, upload: Upload, *, deferred: bool) -> str | None:
+    async def _validate(self, session: Session, upload: Upload, *, deferred: bool, lease: Lease | None = None) -> str | None:
         """Check the archive; move the upload to completed or error. Returns the error, if any."""
         try:
-            inspected = await self._inspect(upload.sha256 or "", upload.filename, session.project, session.version)
-            metadata_sha256 = await self._keep_metadata(upload.filename, inspected)
-        except PublishError as exc:
-            event = FileEvent.PROCESSING_FAILED if deferred else FileEvent.COMPLETE_FAILED
-            await self._finish(upload.id, event, notice=exc.message)
-            return exc.message
-        event = FileEvent.PROCESSING_SUCCEEDED if deferred else FileEvent.COMPLETE_IMMEDIATE
-        await self._finish(upload.id, event, requires_python=inspected.requires_python,
-                           metadata_sha256=metadata_sha256)
-        return None
+            try:
+                inspected = await self._inspect(upload.sha256 or "", upload.filename, session.project, session.version)
+                metadata_sha256 = await self._keep_metadata(upload.filename, inspected)
+            except PublishError as exc:
+                event = FileEvent.PROCESSING_FAILED if deferred else FileEvent.COMPLETE_FAILED
+                await self._finish(upload.id, event, notice=exc.message)
+                return exc.message
+            event = FileEvent.PROCESSING_SUCCEEDED if deferred else FileEvent.COMPLETE_IMMEDIATE
+            await self._finish(upload.id, event, requires_python=inspected.requires_python,
+                               metadata_sha256=metadata_sha256)
+            return None
+        finally:
+            if lease is not None:
+                await lease.release()
 
     async def _finish(self, upload_id: str, event: FileEvent, *, strict: bool = False, notice: str | None = None,
                       **changes: object) -> Upload:
@@ -644,16 +654,32 @@ class Publisher:
         await self._remove_unreferenced(await self._index.write(expire))
 
     async def recover(self) -> None:
-        """After a restart, no deferred completion is running any more: fail it, so the client
-        can delete and re-upload the file instead of waiting forever."""
+        """After a restart, no deferred completion of ours is running any more: fail it, so the
+        client can delete and re-upload the file instead of waiting forever. With locks, those
+        another instance (on a shared index) is still validating are left to it."""
+        leases: list[Lease] = []
+        running: set[str] = set()
+        if self._locks is not None:
+            for upload in await self._index.read(lambda rows: rows.uploads_in(FileState.PROCESSING)):
+                lease = await self._locks.try_acquire(VALIDATING + upload.id)
+                if lease is None:
+                    running.add(upload.id)
+                else:
+                    leases.append(lease)
 
         def recover(rows: IndexRows) -> None:
             for upload in rows.uploads_in(FileState.PROCESSING):
+                if upload.id in running:
+                    continue
                 rows.update_upload(upload.id, status=states.file_transition(upload.status, FileEvent.INTERRUPTED),
                                    notices=upload.notices + ("tidegate restarted while validating this file; "
                                                              "upload it again.",))
 
-        await self._index.write(recover)
+        try:
+            await self._index.write(recover)
+        finally:
+            for lease in leases:
+                await lease.release()
 
     async def collect_garbage(self, grace: float = GARBAGE_GRACE) -> None:
         """Delete local blobs that nothing refers to, such as those a crash left between the

@@ -62,13 +62,22 @@ class Storage:
 async def open_storage(settings: Settings) -> Storage:
     prepare_data_dir(settings.data_dir)
     where = layout(settings.data_dir)
-    cache_blobs, local_blobs, probes = _blob_stores(settings, where)
+    cache_blobs, local_blobs, blob_probes = _blob_stores(settings, where)
+    if settings.database_url:  # index, page cache and locks shared by every instance
+        from .postgres import open_postgres
+
+        shared = await open_postgres(settings.database_url, settings.pages_max_size, FileLocks(where.locks),
+                                     shared_blobs=bool(settings.blob_store))
+        pages, index, locks, probes = shared.pages, shared.index, shared.locks, shared.probes + blob_probes
+    else:
+        pages, index, locks, probes = (FilePageCache(where.pages, settings.pages_max_size), SqliteIndex(where.index),
+                                       FileLocks(where.locks), blob_probes)
     return Storage(
-        pages=FilePageCache(where.pages, settings.pages_max_size),
+        pages=pages,
         cache_blobs=cache_blobs,
         local_blobs=local_blobs,
-        index=SqliteIndex(where.index),
-        locks=FileLocks(where.locks),
+        index=index,
+        locks=locks,
         roots=SqliteRootLists(where.roots),
         # The data dir (page cache, file cache) and the local index's directory (index.db and
         # uploads), which an operator may have put on another volume.
@@ -98,7 +107,8 @@ def backup_data_dir(settings: Settings, dest: Path, *, cached_files: bool = True
     if settings.blob_store:
         raise BackupError(f"the files are in {settings.blob_store}, not in the data dir: back up the bucket "
                           "(versioning or replication) and the local index separately")
-    return backup(settings.data_dir, dest, cached_files=cached_files, pages=settings.offline)
+    return backup(settings.data_dir, dest, cached_files=cached_files, pages=settings.offline,
+                  shared_index=bool(settings.database_url))
 
 
 def check_data_dir(settings: Settings) -> None:

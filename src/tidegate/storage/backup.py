@@ -45,11 +45,14 @@ class BackupReport:
     seconds: float = 0.0
 
 
-def backup(source: Path, dest: Path, *, cached_files: bool = True, pages: bool = False) -> BackupReport:
-    """Back up the data dir `source` into `dest` (blocking: run it off any event loop)."""
+def backup(source: Path, dest: Path, *, cached_files: bool = True, pages: bool = False,
+           shared_index: bool = False) -> BackupReport:
+    """Back up the data dir `source` into `dest` (blocking: run it off any event loop).
+    `shared_index`: the index and page cache are in a database of their own (PostgreSQL, which
+    pg_dump backs up): only this data dir's files are copied, and none is checked against it."""
     started = time.monotonic()
     source, dest = source.resolve(), dest.resolve()
-    if not (layout(source).index.is_file()):
+    if not (layout(source).index.is_file() or shared_index and layout(source).local_blobs.is_dir()):
         raise BackupError(f"{source} holds no tidegate data (no local index)")
     if dest == source or dest.is_relative_to(source):
         raise BackupError(f"the backup {dest} must be outside the data dir {source}")
@@ -70,10 +73,10 @@ def backup(source: Path, dest: Path, *, cached_files: bool = True, pages: bool =
             report.databases.append(str(relative))
         for store, target in stores:
             _copy_blobs(store, target, report)
-        if pages or _has_imports(out.index):
+        if not shared_index and (pages or _has_imports(out.index)):
             _copy_pages(src.pages, out.pages)
         report.files = sum(_count(target) for _, target in stores)
-        report.missing = _missing_blobs(out)
+        report.missing = [] if shared_index else _missing_blobs(out)
     except OSError as exc:
         raise BackupError(f"backup into {dest} failed: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     report.seconds = time.monotonic() - started

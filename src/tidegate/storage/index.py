@@ -143,7 +143,9 @@ def _session(row: sqlite3.Row) -> Session:
 
 
 def _upload(row: sqlite3.Row) -> Upload:
-    return Upload(**{**dict(row), "hashes": json.loads(row["hashes"]), "notices": tuple(json.loads(row["notices"]))})
+    fields = dict(row)
+    fields.pop("rowid", None)  # PostgreSQL's column for SQLite's implicit rowid (insertion order)
+    return Upload(**{**fields, "hashes": json.loads(row["hashes"]), "notices": tuple(json.loads(row["notices"]))})
 
 
 def _file(row: sqlite3.Row) -> PublishedFile:
@@ -190,7 +192,7 @@ class IndexRows:
         return bool(self._all("SELECT 1 FROM projects WHERE name = ?", (project,)))
 
     def register(self, project: str, now: float) -> None:
-        self._db.execute("INSERT OR IGNORE INTO projects (name, created_at) VALUES (?, ?)", (project, now))
+        self._db.execute("INSERT INTO projects (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (project, now))
 
     def unregister(self, project: str) -> None:
         self._db.execute("DELETE FROM projects WHERE name = ?", (project,))
@@ -217,7 +219,8 @@ class IndexRows:
 
     def delete_file(self, filename: str, sha256: str) -> None:
         self._db.execute("DELETE FROM files WHERE filename = ?", (filename,))
-        self._db.execute("INSERT OR REPLACE INTO deleted_files (filename, sha256) VALUES (?, ?)", (filename, sha256))
+        self._db.execute("INSERT INTO deleted_files (filename, sha256) VALUES (?, ?)"
+                         " ON CONFLICT (filename) DO UPDATE SET sha256 = excluded.sha256", (filename, sha256))
 
     def deleted(self, filename: str) -> str | None:
         """The sha256 a deleted file of this name had, or None if none was deleted."""
@@ -232,12 +235,12 @@ class IndexRows:
         return bytes(rows[0][0]) if rows else None
 
     def put_metadata(self, sha256: str, body: bytes) -> None:
-        self._db.execute("INSERT OR IGNORE INTO metadata (sha256, body) VALUES (?, ?)", (sha256, body))
+        self._db.execute("INSERT INTO metadata (sha256, body) VALUES (?, ?) ON CONFLICT DO NOTHING", (sha256, body))
 
     def set_yanked_state(self, filename: str, yanked: str | None) -> bool:
         """A published file's yank state as a bundle carries it (no-op when already so)."""
-        return self._db.execute("UPDATE files SET yanked = ? WHERE filename = ? AND yanked IS NOT ?",
-                                (yanked, filename, yanked)).rowcount == 1
+        current = self.published(filename)  # compared here: `IS NOT ?` is SQLite's spelling only
+        return current is not None and current.yanked != yanked and self.set_yanked(filename, yanked)
 
     # --- imported bundles ---
 
@@ -245,7 +248,8 @@ class IndexRows:
         return bool(self._all("SELECT 1 FROM bundles WHERE id = ?", (bundle,)))
 
     def record_bundle(self, bundle: str, base: str | None, now: float) -> None:
-        self._db.execute("INSERT OR IGNORE INTO bundles (id, base, imported_at) VALUES (?, ?, ?)", (bundle, base, now))
+        self._db.execute("INSERT INTO bundles (id, base, imported_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                         (bundle, base, now))
 
     # --- publishing sessions ---
 
@@ -330,7 +334,7 @@ class IndexRows:
 
     def insert_token(self, t: ApiToken) -> None:
         self._db.execute(
-            "INSERT INTO tokens (id, user, sha256, scopes, created_at, expires_at, revoked_at)"
+            'INSERT INTO tokens (id, "user", sha256, scopes, created_at, expires_at, revoked_at)'
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (t.id, t.user, t.sha256, json.dumps(list(t.scopes)), t.created_at, t.expires_at, t.revoked_at),
         )
