@@ -80,8 +80,10 @@ async def open_storage(settings: Settings) -> Storage:
         locks=locks,
         roots=SqliteRootLists(where.roots),
         # The data dir (page cache, file cache) and the local index's directory (index.db and
-        # uploads), which an operator may have put on another volume.
-        writable_dirs=(settings.data_dir, where.index.parent),
+        # uploads), which an operator may have put on another volume; with the index in
+        # PostgreSQL and uploads in a bucket, nothing is written there and it need not exist.
+        writable_dirs=(settings.data_dir,) if settings.database_url and settings.blob_store
+        else (settings.data_dir, where.index.parent),
         probes=probes,
     )
 
