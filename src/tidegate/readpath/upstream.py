@@ -147,7 +147,10 @@ class UpstreamSource:
         asked = time.time()
         lease, waited = await self._wait_for_lock("page:" + name)
         try:
-            if loaded is False or waited:  # another worker may have refreshed it meanwhile
+            if loaded is False or loaded is None or waited:  # another worker may have refreshed it meanwhile
+                # (None too: another instance may have fetched and stored the page between our
+                # look and our lock, a window a shared engine's round trips make wide; reading
+                # a record that is not there is cheap.)
                 current = await self._pages.load(name)
             else:
                 current = loaded  # nobody held the lock: read moments ago, no need to read again
