@@ -69,14 +69,20 @@ class PgLocks:
             log.warning("releasing lock %r: %s (the server released it with the connection)", name, exc)
 
     def _call(self, sql: str, name: str) -> bool:
-        if self._conn is None:
+        # A connection kept from before a server restart fails on its first use: that costs a
+        # reconnect and one more try, not the request (a lock taken on a connection that then
+        # broke was released by the server with it, so trying again is safe).
+        fresh = self._conn is None
+        if fresh:
             self._conn = connect(self._url)
         try:
             with translated():
                 row = self._conn.execute(sql, (lock_key(name),)).fetchone()
         except EngineUnavailable:
             self._lost()
-            raise
+            if fresh:
+                raise
+            return self._call(sql, name)
         return bool(row and row[0])
 
     def _lost(self) -> None:
