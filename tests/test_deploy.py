@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -366,3 +367,114 @@ async def test_nginx_front_keeps_vary_and_cache_control_and_recompresses_nothing
         big.add_field("content", os.urandom(3 * 1024 * 1024), filename="demo_pkg-9.0-py3-none-any.whl")
         async with session.post(front + "/legacy/", data=big) as r:
             assert r.status == 401  # tidegate's answer: no credentials
+
+
+# --- the shared set-up: several replicas on PostgreSQL and S3 (deploy/cluster, deploy/k8s-cluster) ---
+
+CLUSTER = DEPLOY / "cluster"
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """compose's ${NAME} and ${NAME:?message}, from env."""
+    return re.sub(r"\$\{(\w+)(?::\?[^}]*)?\}", lambda m: env[m.group(1)], value)
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+
+
+def _flag(args: list[str], name: str) -> str:
+    (value,) = [a.split("=", 1)[1] for a in args if a.startswith(f"-{name}=")]
+    return value
+
+
+def test_cluster_compose_matches_the_code():
+    compose = yaml.safe_load((CLUSTER / "compose.yaml").read_text())
+    services = compose["services"]
+    app, lb, pg, s3 = services["tidegate"], services["lb"], services["postgres"], services["seaweedfs"]
+    assert (CLUSTER / app["build"]["context"] / app["build"]["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
+    assert app["deploy"]["replicas"] >= 2
+    assert "volumes" not in app  # each replica its own /data (the image's VOLUME): a shared one would mix hosts' state
+    dotenv = _dotenv(CLUSTER / ".env.example")
+    env = {k: _expand(str(v), dotenv) for k, v in app["environment"].items()}
+    image = docker_env()
+    settings = load(None, {**image, **env}, {})  # every TIDEGATE_* name and value the code knows
+    assert {k for k in env if k.startswith("TIDEGATE_")} <= {f"TIDEGATE_{k.upper()}" for k in settings.__dataclass_fields__} | {"TIDEGATE_UPSTREAM"}
+    assert settings.blob_store.startswith("s3://") and settings.database_url.startswith("postgresql://")
+    db = urlsplit(settings.database_url)
+    assert db.hostname == "postgres" and db.port == 5432 and db.path == "/" + pg["environment"]["POSTGRES_DB"]
+    assert db.username == pg["environment"]["POSTGRES_USER"]
+    assert db.password == _expand(pg["environment"]["POSTGRES_PASSWORD"], dotenv)
+    endpoint = urlsplit(settings.s3_endpoint_url)
+    assert endpoint.hostname == "seaweedfs" and str(endpoint.port) == _flag(s3["command"], "s3.port")
+    assert [str(endpoint.port)] == s3["expose"]
+    # The S3 keys tidegate signs with are those the gateway's config accepts.
+    identities = json.loads((CLUSTER / "s3.example.json").read_text())["identities"]
+    keys = {(c["accessKey"], c["secretKey"]) for i in identities for c in i["credentials"]}
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) in keys
+    assert _flag(s3["command"], "s3.config") == "/etc/seaweedfs/s3.json"
+    assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert app["expose"] == [image["TIDEGATE_PORT"]] and settings.port == int(image["TIDEGATE_PORT"])
+    assert lb["depends_on"]["tidegate"]["condition"] == "service_healthy"
+    mounted = dict(v.split(":")[:2] for v in lb["volumes"])
+    assert mounted["./nginx.conf"].startswith("/etc/nginx/conf.d/")
+    assert re.search(rf"server tidegate:{settings.port}\b", (CLUSTER / "nginx.conf").read_text())
+    assert float(app["stop_grace_period"].rstrip("s")) > settings.shutdown_timeout
+
+
+def test_cluster_balancer_keeps_vary_and_cache_control_and_passes_failover():
+    text = "\n".join(line.partition("#")[0] for line in (CLUSTER / "nginx.conf").read_text().splitlines())
+    for directive in ("proxy_buffering    off;", "proxy_request_buffering off;", "client_max_body_size    0;",
+                      "gzip off;", "proxy_next_upstream error timeout;"):
+        assert directive in text, directive
+    for hiding in ("proxy_cache ", "proxy_hide_header", "add_header", "expires "):
+        assert hiding not in text, hiding  # nothing sets, hides or caches what tidegate sends
+    assert "ip_hash" not in text and "sticky" not in text  # any replica answers any request
+
+
+def cluster_manifests() -> dict[tuple[str, str], dict]:
+    found = {}
+    for path in sorted((DEPLOY / "k8s-cluster").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            found[(doc["kind"], doc["metadata"]["name"])] = doc
+    return found
+
+
+def test_cluster_kubernetes_manifests_match_the_code(tmp_path):
+    docs = cluster_manifests()
+    deployment = docs[("Deployment", "tidegate-cluster")]["spec"]
+    config = tmp_path / "tidegate.toml"
+    config.write_text(docs[("ConfigMap", "tidegate-cluster")]["data"]["tidegate.toml"])
+    secret = docs[("Secret", "tidegate-cluster")]["stringData"]
+    settings = load(str(config), secret, {})  # the real parser, with the Secret as the environment
+    assert deployment["replicas"] >= 2 and deployment["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["envFrom"] == [{"secretRef": {"name": "tidegate-cluster"}}]
+    assert {k for k in secret if k.startswith("TIDEGATE_")} == {"TIDEGATE_DATABASE_URL"}
+    (port,) = container["ports"]
+    assert port["containerPort"] == settings.port
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": port["name"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": port["name"]}
+    assert {"/ready", "/health"} <= route_paths()
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["data"] == str(settings.data_dir)
+    (data,) = [v for v in pod["volumes"] if v["name"] == "data"]
+    assert "emptyDir" in data  # per pod: only its disk tier and host-local state
+    assert container["args"] == ["--config", f"{mounts['config']}/tidegate.toml"]
+    assert pod["securityContext"]["runAsUser"] == docker_uid() and pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["terminationGracePeriodSeconds"] > settings.shutdown_timeout
+    labels = deployment["template"]["metadata"]["labels"]
+    service = docs[("Service", "tidegate-cluster")]["spec"]
+    assert service["selector"] == deployment["selector"]["matchLabels"] == labels
+    assert service["ports"][0]["targetPort"] == port["name"]
+    (rule,) = docs[("Ingress", "tidegate-cluster")]["spec"]["rules"]
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "tidegate-cluster", "port": {"name": service["ports"][0]["name"]}}
+    # The engines' Services are where the settings point.
+    db, s3 = urlsplit(settings.database_url), urlsplit(settings.s3_endpoint_url)
+    assert docs[("Service", db.hostname)]["spec"]["ports"][0]["port"] == db.port
+    assert docs[("Service", s3.hostname)]["spec"]["ports"][0]["port"] == s3.port
+    (weed,) = docs[("StatefulSet", s3.hostname)]["spec"]["template"]["spec"]["containers"]
+    assert _flag(weed["args"], "s3.port") == str(s3.port)
+    assert settings.blob_store.startswith("s3://") and settings.local_cache_size < 10 * 1024 ** 3  # below sizeLimit
