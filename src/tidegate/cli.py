@@ -99,7 +99,7 @@ def backup(settings: Settings, dest: str, cached_files: bool) -> int:
         from .storage.postgres import safe_url
 
         print(f"tidegate: the index, sessions, tokens and audit log are in {safe_url(settings.database_url)}, "
-              "which this backup does not copy: back it up with pg_dump (see docs/operations.md)", file=sys.stderr)
+              "which this backup does not copy: back it up with pg_dump", file=sys.stderr)
     try:
         report = backup_data_dir(settings, Path(dest), cached_files=cached_files)
     except BackupError as exc:

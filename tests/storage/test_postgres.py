@@ -183,3 +183,13 @@ async def test_locks_of_host_local_state_stay_per_host(database_url, tmp_path):
     finally:
         for s in (a, b):
             await s.close()
+
+
+def test_a_schema_newer_than_this_tidegate_is_refused(database_url):
+    from tidegate.storage.postgres.schema import NewerSchema
+
+    migrate_database(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_version (version, what) VALUES (%s, 'from the future')", (len(MIGRATIONS) + 1,))
+    with pytest.raises(NewerSchema, match="newer than this tidegate knows"):
+        migrate_database(database_url)

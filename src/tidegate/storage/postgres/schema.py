@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import psycopg
 
-from .engine import lock_key
+from ..errors import EngineUnavailable
+from .engine import ENGINE, lock_key
 
 MIGRATE_LOCK = lock_key("tidegate:migrate")
 
@@ -127,6 +128,13 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+class NewerSchema(EngineUnavailable):
+    """A newer tidegate migrated this database: this one would misread it (one line at start)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(ENGINE, reason)
+
+
 def migrate(conn: psycopg.Connection) -> list[str]:
     """Apply the migrations this database lacks (conn in autocommit mode); what was applied."""
     applied: list[str] = []
@@ -136,6 +144,9 @@ def migrate(conn: psycopg.Connection) -> list[str]:
                      " NOT NULL DEFAULT now(), what text NOT NULL)")
         row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
         current = row[0] or 0
+        if current > len(MIGRATIONS):
+            raise NewerSchema(f"the database's schema is version {current}, newer than this tidegate knows "
+                              f"({len(MIGRATIONS)}): run the newer tidegate, or restore a backup")
         for number, (what, script) in enumerate(MIGRATIONS[current:], start=current + 1):
             with conn.transaction():
                 conn.execute(script)
