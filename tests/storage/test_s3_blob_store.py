@@ -209,8 +209,10 @@ async def test_a_streamed_upload_of_a_failed_download_leaves_nothing(s3):
         fh.flush()
         await asyncio.sleep(0.5)
     temp.unlink()  # what a failed download does
-    assert await asyncio.wait_for(store._streams[temp].task, 30) is False
+    stream = store._streams[temp]
+    assert await asyncio.wait_for(stream.task, 30) is False
     assert not await store.exists(key) and await s3(name="other").open(key) is None
+    assert store._streams == {}  # commit() never comes for a failed download: nothing is kept for it
 
 
 async def test_a_stream_whose_bytes_do_not_hash_to_the_key_is_not_completed(s3):

@@ -221,6 +221,9 @@ class S3BlobStore:
                         await asyncio.sleep(STREAM_POLL)
             except _Abandoned:
                 return False
+            finally:  # a failed download never reaches commit(), which would forget it
+                if self._streams.get(stream.temp) is stream:
+                    del self._streams[stream.temp]
         return True
 
     async def commit(self, temp: Path, key: str) -> None:
