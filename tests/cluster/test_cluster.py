@@ -185,17 +185,22 @@ async def cached_files(cluster, upstream, dists, project: str) -> dict[str, str]
     return urls
 
 
-async def test_postgresql_restarted_under_load(cluster, upstream, dists, postgres):
-    load = Load(cluster.origin, await cached_files(cluster, upstream, dists, "pg-outage"), "PostgreSQL")
+async def restarted_under(load: Load, engine, seconds: float = 1.5) -> None:
+    """Stop `engine` for `seconds` while `load` runs: every answer was a good 200 or a clean 503."""
 
     def outage() -> None:
-        postgres.stop()
-        time.sleep(1.5)
-        postgres.start()
+        engine.stop()
+        time.sleep(seconds)
+        engine.start()
 
     await load.during(outage)
     assert not load.problems, load.problems[:5]
     assert load.statuses.get(200), load.statuses
+
+
+async def test_postgresql_restarted_under_load(cluster, upstream, dists, postgres):
+    await restarted_under(Load(cluster.origin, await cached_files(cluster, upstream, dists, "pg-outage"), "PostgreSQL"),
+                          postgres)
     await ready_everywhere(cluster)  # back without restarting tidegate
     for origin in cluster.origins():
         assert await filenames(origin, "acme-core")
@@ -203,16 +208,8 @@ async def test_postgresql_restarted_under_load(cluster, upstream, dists, postgre
 
 
 async def test_s3_restarted_under_load(cluster, upstream, dists, seaweedfs):
-    load = Load(cluster.origin, await cached_files(cluster, upstream, dists, "s3-outage"), "S3")
-
-    def outage() -> None:
-        seaweedfs.stop()
-        time.sleep(1.5)
-        seaweedfs.start()
-
-    await load.during(outage)
-    assert not load.problems, load.problems[:5]
-    assert load.statuses.get(200), load.statuses
+    await restarted_under(Load(cluster.origin, await cached_files(cluster, upstream, dists, "s3-outage"), "S3"),
+                          seaweedfs)
     await ready_everywhere(cluster, within=60)
     # A file no instance has on local disk comes from the bucket again.
     wheel = dists.wheel("after-s3", "1.0", padding=10_000)

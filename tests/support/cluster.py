@@ -11,7 +11,6 @@ by index (nginx sends new requests to the others meanwhile).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 import signal
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .serveproc import Serve, free_port
+from .serveproc import Serve, free_port, until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 LB_CONF = ROOT / "deploy" / "cluster" / "nginx.conf"
@@ -82,16 +81,8 @@ class Balancer:
         tested = subprocess.run([*cmd, "-t"], capture_output=True, text=True)
         assert tested.returncode == 0, tested.stderr
         self.proc = subprocess.Popen([*cmd, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    async with session.get(self.origin + "/health") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"nginx did not start: {(self.root / 'error.log').read_text()[-2000:]}")
+        await until_serving(self.origin + "/health", self.proc,
+                            lambda: f"nginx: {(self.root / 'error.log').read_text()[-2000:]}")
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -21,6 +21,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def until_serving(url: str, proc: subprocess.Popen, describe) -> None:
+    """Wait (up to 15 s) until `url` answers 200; AssertionError with describe() if `proc` exits
+    first or it never does."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise AssertionError(f"exited: {describe()}")
+            try:
+                async with session.get(url) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"did not start: {describe()}")
+
+
 class Serve:
     def __init__(self, config: Path, data_dir: Path, workers: int = 2, log: Path | None = None,
                  max_files: int | None = None) -> None:
@@ -42,18 +59,7 @@ class Serve:
                  "--data-dir", str(self.data_dir), "--workers", str(self.workers)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                 preexec_fn=self._limit if self.max_files else None)
-        async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"tidegate serve exited: {self.log.read_text()[-2000:]}")
-                try:
-                    async with session.get(self.origin + "/") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError("tidegate serve did not start")
+        await until_serving(self.origin + "/", self.proc, lambda: f"tidegate serve: {self.log.read_text()[-2000:]}")
 
     def _limit(self) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
