@@ -3,8 +3,27 @@
 One download per blob key across all workers: the worker that takes the key's lock fetches into
 the blob store's shared temp path for the key; other workers, and other requests in the same
 worker, follow that file as it grows. A reader never receives the last byte until the whole file
-has been verified against the upstream's size and hashes and committed, so a client can only
-ever see a complete, verified file or a transfer that fails (short of its Content-Length).
+has been verified against the upstream's size and hashes and committed (or, below, verified on
+local disk), so a client can only ever see a complete, verified file or a transfer that fails
+(short of its Content-Length).
+
+A store whose commit() is slow (S3: it waits for the upload's tail, or all of it on a retry)
+says so with `serve_before_commit`. Then this worker's readers get the last byte as soon as the
+whole file is in the temp file, fsynced and verified, and commit() finishes after, still inside
+run(), under the key's lock (single-flight holds until the blob is in S3). Why that is safe:
+- The bytes served are the verified temp file, and commit() uploads and then renames that very
+  file into the local tier, so the tier holds the verified bytes. Readers that opened the temp
+  file keep reading it across the rename (same inode); one that opens it after the rename finds
+  it gone, waits for the result and reads the committed blob.
+- Nothing is visible to anyone else early: other workers and instances follow the lock and
+  info(), which sees only a committed blob (commit() puts it in S3 before the tier), never the
+  temp file's end.
+- The commit fails, or this instance dies before it ends: the multipart upload is never
+  completed (invisible), the temp file is removed (by run(), or swept by recover() at the next
+  start), the lock is released (or dropped with the dead process and its PostgreSQL session),
+  and the next request downloads the file again. The client that got its bytes lost nothing; the
+  cache only missed a file. A request that joins in the instant after such a failure, once the
+  temp file is gone, is refused (502 with the reason), as any failed download is.
 """
 
 from __future__ import annotations
@@ -56,6 +75,7 @@ class Download:
         self.temp = blobs.temp_path(key, shared=True)
         self.size: int | None = file.size
         self.written = 0
+        self.verified = False  # the whole file is in the temp file and matches its hashes
         self.started = asyncio.Event()  # the temp file exists and size is known (or never will be)
         self.result: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._progress = asyncio.Event()
@@ -84,7 +104,11 @@ class Download:
         except Exception as exc:  # any failure: nothing is committed, readers fail
             self.temp.unlink(missing_ok=True)
             message = str(exc) if isinstance(exc, (UpstreamError, DownloadFailed)) else f"{type(exc).__name__}: {exc}"
-            log.warning("download of %s failed: %s", self.file.filename, message)
+            if self.verified:  # its readers got every byte: only the cache lost it
+                log.warning("%s was served but not kept (downloaded again when next asked for): %s",
+                            self.file.filename, message)
+            else:
+                log.warning("download of %s failed: %s", self.file.filename, message)
             self.result.set_exception(DownloadFailed(message, full=disk_full(exc) or getattr(exc, "full", False)))
             self.result.exception()  # mark retrieved: a download nobody waits for is not an error
         else:
@@ -172,12 +196,16 @@ class Download:
             if name in digests and digests[name] != expected:
                 raise DownloadFailed(f"{self.file.filename}: {name} mismatch, the upstream sent other bytes than its index lists")
         self.size = self.written
+        if self.blobs.serve_before_commit:
+            self.verified = True  # readers may take the last byte now (see the module's doc)
+            self._notify()
         await self.blobs.commit(self.temp, self.key)
 
     async def follow(self, start: int = 0, stop: int | None = None) -> AsyncIterator[bytes]:
         """The file's bytes [start, stop) as they arrive. The file's final byte comes only once
-        the whole file is verified and committed; a range that ends before it is sent as soon
-        as it has arrived (a part cannot be verified, just as an upstream's range cannot)."""
+        the whole file is verified and committed (only verified: see serve_before_commit); a
+        range that ends before it is sent as soon as it has arrived (a part cannot be verified,
+        just as an upstream's range cannot)."""
         await self.started.wait()
         fh: BinaryIO | None
         try:
@@ -193,10 +221,11 @@ class Download:
             while True:
                 progress = self._progress
                 done = self.result.done()
-                if done and self.result.exception() is not None:
-                    raise self.result.exception()
+                if done and not self.verified and self.result.exception() is not None:
+                    raise self.result.exception()  # (once verified, a failed commit costs readers nothing)
+                complete = done or self.verified
                 before_end = stop is not None and self.size is not None and stop < self.size
-                limit = self.written if done or before_end else self.written - 1  # hold back until verified
+                limit = self.written if complete or before_end else self.written - 1  # hold back until verified
                 if stop is not None:
                     limit = min(limit, stop)
                 while sent < limit:
@@ -205,7 +234,7 @@ class Download:
                         break
                     sent += len(chunk)
                     yield chunk
-                if done or (stop is not None and sent >= stop):
+                if done or (stop is not None and sent >= stop) or (self.verified and sent >= self.written):
                     return
                 await progress.wait()
 

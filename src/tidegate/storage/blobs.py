@@ -27,6 +27,8 @@ TOUCH_INTERVAL = 60.0  # seconds between access-time writes for one blob
 
 
 class FileBlobStore:
+    serve_before_commit = False  # commit() is a rename: the last byte may as well wait for it
+
     def __init__(self, root: Path, max_size: int | None = None) -> None:
         """`max_size`: evict least recently used blobs beyond this many bytes; None: never."""
         self._files = root / "files"

@@ -21,6 +21,10 @@ class BlobStore(Protocol):
     """Immutable blobs by key (the sha256 of their bytes, as a rule). A blob is visible only
     whole: written to a temp path, verified and fsynced by the writer, then committed."""
 
+    # True when commit() is slow (a network upload): a download's client then gets its last
+    # byte once the temp file is verified, before commit() ends (see cache/downloads.py).
+    serve_before_commit: bool
+
     async def open(self, key: str) -> BinaryIO | None:
         """A readable, seekable file of the blob, or None. Reading it stays possible even if the
         blob is removed meanwhile."""

@@ -95,6 +95,8 @@ def unavailable(exc: Exception) -> EngineUnavailable:
 
 
 class S3BlobStore:
+    serve_before_commit = True  # commit() waits for the upload: a verified download is served first
+
     def __init__(self, client: Any, kind: str, tier_root: Path, tier_size: int | None) -> None:
         self._s3 = client
         self._kind = kind
