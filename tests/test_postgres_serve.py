@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import sys
+import time
 
 import aiohttp
 
@@ -132,3 +133,51 @@ async def test_two_instances_on_one_database(postgres, database_url, fake_index,
         for proc in procs:
             out, _ = await asyncio.wait_for(proc.communicate(), 60)
             assert "Traceback" not in out.decode() and PASSWORD not in out.decode(), out.decode()
+
+
+async def test_started_while_postgresql_is_down_it_answers_503_and_serves_once_it_is_back(
+        postgres, database_url, fake_index, dists, tmp_path):
+    """`tidegate serve` started with its (fresh, unmigrated) database unreachable: it does not
+    exit; /health is 200, /ready and a page are 503 with the reason; once PostgreSQL is started,
+    the same workers migrate the database and serve the page, with no restart."""
+    upstream = await fake_index("json")
+    wheel = dists.wheel("late-lib", "1.0")
+    upstream.index.add(wheel)
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    postgres.stop()
+    proc = None
+    try:
+        proc = await start_serve(tmp_path / "data", port, "--upstream", upstream.url, workers=2,
+                                 TIDEGATE_DATABASE_URL=database_url)  # waits for /health: 200
+        status, text = await ready(origin)
+        assert status == 503 and text.startswith("not ready: PostgreSQL is unavailable: "), text
+        async with aiohttp.ClientSession() as client:
+            for _ in range(4):  # both workers
+                async with client.get(f"{origin}/simple/late-lib/", headers={"Accept": JSON}) as r:
+                    assert r.status == 503 and r.headers["Retry-After"]
+                    assert "PostgreSQL is unavailable" in await r.text()
+        assert upstream.index.requests["/simple/late-lib/"] == 0
+    finally:
+        postgres.start()
+    try:
+        assert await ready_becomes(origin, 200) == "ready\n"
+        # Each worker tries its database again at most once a second: within a few, both serve.
+        served, deadline = 0, time.monotonic() + 10
+        async with aiohttp.ClientSession() as client:
+            while served < 6:
+                assert time.monotonic() < deadline, "still 503 ten seconds after PostgreSQL came back"
+                async with client.get(f"{origin}/simple/late-lib/", headers={"Accept": JSON}) as r:
+                    if r.status == 503:
+                        served = 0
+                        await asyncio.sleep(0.1)
+                        continue
+                    assert r.status == 200, await r.text()
+                    assert [f["filename"] for f in json.loads(await r.read())["files"]] == [wheel.name]
+                    served += 1
+    finally:
+        proc.terminate()
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    out = out.decode()
+    assert "Traceback" not in out, out
+    assert "start-up repairs of the shared state skipped: PostgreSQL is unavailable" in out, out

@@ -77,7 +77,12 @@ StorageOpener = Callable[[Settings], Awaitable[Storage]]
 OPEN_STORAGE = web.AppKey("open_storage", StorageOpener)
 
 
-def make_app(settings: Settings, storage: StorageOpener = open_storage) -> web.Application:
+async def serving_storage(settings: Settings) -> Storage:
+    """A serving worker's storage: an engine down at start-up means 503s until it is back, not an exit."""
+    return await open_storage(settings, engines_later=True)
+
+
+def make_app(settings: Settings, storage: StorageOpener = serving_storage) -> web.Application:
     """The application; `storage` opens its state (tests pass their own, to wrap a part)."""
     serverlog.install()  # a client's mistakes are one log line, not a traceback
     recorder = Metrics() if settings.metrics else None

@@ -7,7 +7,7 @@ import logging
 
 from .config import Settings
 from .publish.service import Publisher, no_upstream
-from .storage import open_storage, remove_legacy_state
+from .storage import EngineUnavailable, open_storage, remove_legacy_state
 from .storage.full import FULL_MESSAGE, disk_full
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,19 @@ async def recover(settings: Settings) -> None:
 
 async def _repair(settings: Settings) -> None:
     remove_legacy_state(settings)
-    storage = await open_storage(settings)
+    storage = await open_storage(settings, engines_later=True)
     try:
-        # Partial downloads and uploads a crash may have left; file indexes reconciled.
+        # Partial downloads and uploads a crash may have left; file indexes reconciled (on this
+        # host's disk: done whatever engine is down).
         await storage.cache_blobs.recover()
         await storage.local_blobs.recover()
-        await storage.pages.recover()
-        # Validations cut short by the crash fail (through the PEP 694 tables).
-        await Publisher(settings, storage.index, storage.local_blobs, no_upstream, locks=storage.locks).recover()
+        try:
+            await storage.pages.recover()
+            # Validations cut short by the crash fail (through the PEP 694 tables).
+            await Publisher(settings, storage.index, storage.local_blobs, no_upstream, locks=storage.locks).recover()
+        except EngineUnavailable as exc:
+            # The workers start all the same and answer 503 until the engine is back; what is
+            # left here (sessions a crash left validating) waits for the next start of any instance.
+            log.warning("start-up repairs of the shared state skipped: %s", exc)
     finally:
         await storage.close()

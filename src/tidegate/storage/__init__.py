@@ -59,15 +59,23 @@ class Storage:
             await part.close()
 
 
-async def open_storage(settings: Settings) -> Storage:
+async def open_storage(settings: Settings, *, engines_later: bool = False) -> Storage:
+    """Every part of the state. `engines_later` (a serving process): a shared engine that is down
+    now does not fail the opening; its calls fail with EngineUnavailable (a 503 with the reason)
+    until it is back. Otherwise (commands) that is an EngineUnavailable here."""
     prepare_data_dir(settings.data_dir)
     where = layout(settings.data_dir)
     cache_blobs, local_blobs, blob_probes = _blob_stores(settings, where)
     if settings.database_url:  # index, page cache and locks shared by every instance
         from .postgres import open_postgres
 
-        shared = await open_postgres(settings.database_url, settings.pages_max_size, FileLocks(where.locks),
-                                     shared_blobs=bool(settings.blob_store))
+        try:
+            shared = await open_postgres(settings.database_url, settings.pages_max_size, FileLocks(where.locks),
+                                         shared_blobs=bool(settings.blob_store), later=engines_later)
+        except BaseException:
+            await cache_blobs.close()
+            await local_blobs.close()
+            raise
         pages, index, locks, probes = shared.pages, shared.index, shared.locks, shared.probes + blob_probes
     else:
         pages, index, locks, probes = (FilePageCache(where.pages, settings.pages_max_size), SqliteIndex(where.index),

@@ -80,16 +80,24 @@ def connect(url: str, **kwargs: Any) -> psycopg.Connection:
 
 class Engine:
     """Shared by the index store, the page cache and the probes of one process; closed when
-    the last of them closes."""
+    the last of them closes.
 
-    def __init__(self, url: str) -> None:
+    open() prepares the database (`prepare`: the migrations) and opens the pool. A serving
+    process whose server is down at start-up does not exit: open_later() leaves it closed, and
+    every call then tries to open it again (at most once per POLL_INTERVAL, one thread at a
+    time; the others fail at once with the last reason), so the first request after the server
+    is back is served, with no restart."""
+
+    def __init__(self, url: str, prepare: Callable[[str], object] = lambda url: None) -> None:
         self.url = url
         self.instance = uuid.uuid4().hex  # whose NOTIFY it is: our own changes are counted at once
+        self._prepare = prepare
         self._users = 0
-        self.pool = psycopg_pool.ConnectionPool(
-            url, min_size=1, max_size=POOL_SIZE, open=False, timeout=POOL_WAIT, name="tidegate",
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
-            check=psycopg_pool.ConnectionPool.check_connection, reconnect_timeout=0)
+        self.pool = self._new_pool()
+        self._opened = False
+        self._opening = threading.Lock()
+        self._retry_at = 0.0
+        self._closed = False
         self._counts = dict.fromkeys(KINDS, 0)
         self._down: tuple[float, EngineUnavailable] | None = None  # (until, why) after a lost server
         self._generations: dict[str, int] = {}
@@ -97,12 +105,50 @@ class Engine:
         self._listening = threading.Event()
         self._listener: threading.Thread | None = None
 
+    def _new_pool(self) -> psycopg_pool.ConnectionPool:
+        return psycopg_pool.ConnectionPool(
+            self.url, min_size=1, max_size=POOL_SIZE, open=False, timeout=POOL_WAIT, name="tidegate",
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            check=psycopg_pool.ConnectionPool.check_connection, reconnect_timeout=0)
+
     def open(self) -> None:
-        with translated():
-            self.pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        self._prepare(self.url)
+        try:
+            with translated():
+                self.pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except BaseException:
+            self.pool.close()  # else its threads keep trying; a closed pool is not reopened
+            self.pool = self._new_pool()
+            raise
+        self._opened = True
         self._listener = threading.Thread(target=self._listen, name="tidegate-pg-listen", daemon=True)
         self._listener.start()
         self._listening.wait(CONNECT_TIMEOUT)
+
+    def open_later(self, why: EngineUnavailable) -> None:
+        """Leave the engine closed, failing with `why` until a call opens it."""
+        self._down = (time.monotonic() + POLL_INTERVAL, why)
+        self._retry_at = time.monotonic() + POLL_INTERVAL
+
+    def _open_now(self) -> None:
+        """Open the engine if a try is due and no other thread is at it, else fail at once."""
+        if not self._opening.acquire(blocking=False):
+            raise self._down[1] if self._down else EngineUnavailable(ENGINE, "connecting")
+        try:
+            if self._opened:
+                return
+            if self._closed or time.monotonic() < self._retry_at:
+                raise self._down[1] if self._down else EngineUnavailable(ENGINE, "connecting")
+            try:
+                self.open()
+            except EngineUnavailable as exc:
+                self._retry_at = time.monotonic() + POLL_INTERVAL
+                self._down = (self._retry_at, exc)
+                raise
+            self._down = None
+            log.info("PostgreSQL is reachable again: serving")
+        finally:
+            self._opening.release()
 
     def use(self) -> Engine:
         self._users += 1
@@ -114,10 +160,12 @@ class Engine:
             self.close()
 
     def close(self) -> None:
+        self._closed = True
         self._stop.set()
-        if self._listener is not None:
-            self._listener.join(POLL_INTERVAL * 3)
-        self.pool.close()
+        with self._opening:  # not while a late open() is under way
+            if self._listener is not None:
+                self._listener.join(POLL_INTERVAL * 3)
+            self.pool.close()
 
     # --- running statements ---
 
@@ -125,6 +173,8 @@ class Engine:
     def connection(self) -> Iterator[psycopg.Connection]:
         """A pooled connection. While the server is down every call would wait POOL_WAIT for
         one: for FAIL_FAST after a failure, calls fail at once with the same reason instead."""
+        if not self._opened:
+            self._open_now()
         down = self._down
         if down is not None and time.monotonic() < down[0]:
             raise EngineUnavailable(ENGINE, down[1].reason)
