@@ -41,7 +41,12 @@ from .pages import Page
 log = logging.getLogger(__name__)
 
 NEGATIVE_TTL = 60.0  # an unknown project is asked about again after at most this long
-PAGE_LOCK_POLL = 0.01  # seconds between tries for a page another worker is fetching
+# Seconds between tries for a page another worker or instance is fetching: 10 ms at first (a
+# refresh by a worker of this host is often that quick), doubling up to 200 ms (each try is a
+# PostgreSQL round trip with shared engines; a slow upstream must not cost 100 queries a second
+# per waiting request).
+PAGE_LOCK_POLL = 0.01
+PAGE_LOCK_MAX_POLL = 0.2
 METADATA_LIMIT = 16 * 1024 * 1024
 BIG_FILES = 1024  # files on a page whose merge and comparison run in a thread
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
@@ -181,10 +186,11 @@ class UpstreamSource:
 
     async def _wait_for_lock(self, name: str) -> tuple[Lease, bool]:
         """The lock, and whether it had to be waited for."""
-        waited = False
+        waited, interval = False, PAGE_LOCK_POLL
         while (lease := await self._locks.try_acquire(name)) is None:
             waited = True
-            await asyncio.sleep(PAGE_LOCK_POLL)
+            await asyncio.sleep(interval)
+            interval = min(interval * 2, PAGE_LOCK_MAX_POLL)
         return lease, waited
 
     async def _fetch_page(self, name: str, current: PageRecord | None) -> tuple[PageRecord, CacheResult]:
