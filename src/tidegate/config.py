@@ -223,6 +223,12 @@ def parse_blob_store(key: str, raw: Any) -> str:
         raise ConfigError(key, f"expected s3://BUCKET/PREFIX, got {url!r}")
     if importlib.util.find_spec("obstore") is None:
         raise ConfigError(key, "an S3 blob store needs the S3 client: pip install 'tidegate[s3]'")
+    from .storage.awsfiles import AwsProfileError, shared_settings
+
+    try:
+        shared_settings()  # an AWS profile that cannot be used is a bad setting, said at start-up
+    except AwsProfileError as exc:
+        raise ConfigError(key, str(exc)) from None
     return url
 
 

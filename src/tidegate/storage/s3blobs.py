@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+from .awsfiles import shared_settings
 from .blobs import FileBlobStore
 from .errors import EngineUnavailable
 from .records import BlobInfo
@@ -73,15 +74,16 @@ def parse_blob_store(url: str) -> tuple[str, str]:
 
 
 def make_s3_client(bucket: str, prefix: str, endpoint_url: str | None) -> Any:
-    """One S3 client for a bucket and prefix; credentials and region from the AWS environment."""
+    """One S3 client for a bucket and prefix; credentials and region from the AWS environment
+    variables (read by obstore) and the AWS shared files (read here: obstore does not)."""
     if obstore is None:
         raise RuntimeError(MISSING_CLIENT)
     options: dict[str, Any] = {"connect_timeout": timedelta(seconds=3), "timeout": timedelta(minutes=30)}
-    config: dict[str, Any] = {"checksum_algorithm": "SHA256"}
+    config: dict[str, Any] = {"checksum_algorithm": "SHA256", **shared_settings()}
     if endpoint_url:
         config["endpoint"] = endpoint_url
         options["allow_http"] = endpoint_url.startswith("http://")
-    if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+    if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or config.get("region")):
         config["region"] = "us-east-1"  # S3-compatible servers ignore it; AWS itself redirects
     # A few quick retries: a server that stays down must become a 503 in seconds, not minutes.
     retry = {"max_retries": 2, "retry_timeout": timedelta(seconds=10),
