@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -193,6 +194,19 @@ async def test_a_failed_upload_leaves_no_blob_and_the_next_request_downloads_aga
         if in_bucket(direct, f"cache/{sha256}"):
             break
         await asyncio.sleep(0.05)
+    assert bytes(obstore.get(direct, f"cache/{sha256}").bytes()) == wheel.read_bytes()
+
+
+async def test_a_worker_stopping_finishes_the_uploads_of_files_it_served(gated):
+    gate, tg, idx, wheel, direct = gated
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    gate.set("hold")
+    assert await asyncio.wait_for(fetch(tg, wheel), 20) == wheel.read_bytes()
+    asyncio.get_running_loop().call_later(0.5, gate.set, "open")  # S3 answers after the stop began
+    started = time.monotonic()
+    await tg.stop()
+    assert time.monotonic() - started < 10
+    assert in_bucket(direct, f"cache/{sha256}")  # kept: the next instance need not fetch it again
     assert bytes(obstore.get(direct, f"cache/{sha256}").bytes()) == wheel.read_bytes()
 
 

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 CHUNK = 256 * 1024
 WATCH_INTERVAL = 0.01  # seconds between looks at another worker's download on this host
 WATCH_MAX_INTERVAL = 0.5  # at most this long between looks at a download on another host
+COMMIT_GRACE = 3.0  # seconds a closing worker waits for uploads of files it has served (< process.KILL_GRACE)
 
 
 class DownloadFailed(Exception):
@@ -246,7 +247,7 @@ class Downloads:
         self.blobs = blobs
         self._locks = locks
         self._active: dict[str, Download] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: dict[asyncio.Task, Download] = {}
 
     async def start(self, key: str, file: File, client: UpstreamClient,
                     response: aiohttp.ClientResponse | None = None) -> Download:
@@ -275,11 +276,17 @@ class Downloads:
         else:
             work = download.run(client, lease, response)
         task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(lambda t, key=key: (self._active.pop(key, None), self._tasks.discard(t)))
+        self._tasks[task] = download
+        task.add_done_callback(lambda t, key=key: (self._active.pop(key, None), self._tasks.pop(t, None)))
         return download
 
     async def close(self) -> None:
+        """Cancel the downloads in progress; those already served and being committed (see
+        serve_before_commit) get up to COMMIT_GRACE to finish, so a restart does not throw away
+        the files its last clients fetched (the process is killed KILL_GRACE after its requests)."""
+        committing = [task for task, download in self._tasks.items() if download.verified]
+        if committing:
+            await asyncio.wait(committing, timeout=COMMIT_GRACE)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
