@@ -13,7 +13,7 @@ from .engine import Engine, connect, safe_url, translated
 from .index import PgIndex
 from .locks import PgLocks, RoutedLocks
 from .pages import PgPageCache
-from .schema import migrate
+from .schema import NewerSchema, migrate
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ async def open_postgres(url: str, pages_max_size: int | None, host_locks: Any, *
     try:
         await asyncio.to_thread(engine.open)
     except EngineUnavailable as exc:
-        if not later:
+        if not later or isinstance(exc, NewerSchema):  # that one does not pass: said once, at start-up
             raise
         log.warning("%s at start-up; answering 503 until it is back (%s)", exc, safe_url(url))
         engine.open_later(exc)
