@@ -65,14 +65,15 @@ class UpstreamSource:
         self._flights: SingleFlight = SingleFlight()
         self._listing = 0  # bumped when this worker learns a project appeared or vanished
         self._storing: dict[asyncio.Task, PageRecord] = {}  # records being stored, each holding its page's lock
-        self._offline_stamp: object = None  # the page cache's change stamp the memory was filled at
+        self._bulk_stamp: object = None  # the page cache's change stamp the memory was filled at
 
     @property
     def offline(self) -> bool:
         return self.settings.offline or not self.clients
 
-    def changed(self) -> int:
-        return self._listing
+    def changed(self) -> tuple[int, object]:
+        # A bulk change of the page cache (an import, a prune) may add or remove projects too.
+        return self._listing, self._pages.changed()
 
     async def names(self) -> set[str]:
         return set(await self._pages.names()) | {r.name for r in self._storing.values() if r.found}
@@ -90,6 +91,7 @@ class UpstreamSource:
         """The project's page, or None when no upstream has the project."""
         if self.offline:
             return await self._offline_page(name)
+        self._forget_if_changed()
         page = self._memory.get(name)
         loaded: PageRecord | None | bool = False  # what the disk held just now (False: not asked)
         if page is None:
@@ -108,11 +110,8 @@ class UpstreamSource:
     async def _offline_page(self, name: NormalizedName) -> PageAnswer:
         """Offline, a page lists exactly the files this mirror has, so that no resolver picks
         one it cannot get. Pages are kept in memory until the page cache says it changed in
-        bulk (a bundle imported, a repair), which a running server so sees at once."""
-        stamp = self._pages.changed()
-        if stamp != self._offline_stamp:
-            self._memory.clear()
-            self._offline_stamp = stamp
+        bulk, which a running server so sees at once."""
+        self._forget_if_changed()
         page = self._memory.get(name)
         if page is None:
             loaded = await self._pages.load(name)
@@ -121,6 +120,15 @@ class UpstreamSource:
         if page is None or page.record is None or not page.record.found:
             raise NotCached(f"{name} is not in this mirror (tidegate is offline).")
         return PageAnswer(page, CacheResult.OFFLINE)
+
+    def _forget_if_changed(self) -> None:
+        """Drop the pages held in memory once the page cache says it changed in bulk (a bundle
+        imported, a repair, a prune), by any process: one stat, asked on every page request,
+        online too (a page held in memory would otherwise be served until its ttl)."""
+        stamp = self._pages.changed()
+        if stamp != self._bulk_stamp:
+            self._memory.clear()
+            self._bulk_stamp = stamp
 
     async def available(self, record: PageRecord) -> PageRecord:
         """The record with only the files whose bytes are cached, and provenance links only
@@ -264,7 +272,9 @@ class UpstreamSource:
             # name may be hidden (by cooldown or priority) and must not be the one served.
             if part.project.file(filename) == served and part.upstream in self._by_name:
                 return served, self._by_name[part.upstream]
-        return None
+        # A page imported from a bundle names the exporting side's upstreams: what it lists is
+        # served from the cache (the blob is addressed by the listed entry's own hash).
+        return served, None
 
     async def file(self, query: FileQuery, answer: PageAnswer) -> FileAnswer:
         assert answer.page.record is not None
@@ -285,7 +295,8 @@ class UpstreamSource:
         if fh is not None:
             return BlobAnswer(fh, etag, content_type, CacheResult.HIT)
         if self.offline or client is None:
-            raise NotCached(f"{query.filename} is not cached and tidegate is offline.")
+            raise NotCached(f"{query.filename} is not cached and tidegate is offline." if self.offline else
+                            f"{query.filename} is not cached, and the upstream it came from is not configured here.")
         ranged = query.range if query.if_range is None or query.if_range.strip() == etag else None
         if query.head or ranged:
             size = upstream_file.size if upstream_file.size is not None else await self._size(upstream_file, client)
