@@ -85,7 +85,7 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Set
         key: getattr(args, key, None)
         for key in ("host", "port", "data_dir", "upstreams", "offline", "workers", "log_level", "blob_store",
                     "s3_endpoint_url", "local_cache_size",
-                    "database_url")
+                    "database_url", "import_verify_key")
     }
     return load(args.config, environ, flags)
 

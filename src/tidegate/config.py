@@ -86,6 +86,9 @@ class Settings:
     # postgresql://... : the local index, page cache and locks in PostgreSQL, shared by several
     # instances; None: SQLite and files under data_dir. Out of repr: it may hold a password.
     database_url: str | None = field(default=None, repr=False)
+    # `tidegate import`: the Ed25519 public key every bundle must be signed with; None: none is
+    # configured, and a signed bundle is refused unless --no-verify-signature says to take it.
+    import_verify_key: Path | None = None
     log_level: str = "info"
     shutdown_timeout: float = 30.0  # on SIGTERM/SIGINT, in-flight requests get this long to finish
     client_timeout: float = 60.0  # a client sending nothing of its request for this long is cut off
@@ -280,6 +283,7 @@ _SCALARS = {
     "max_page_size": parse_size,
     "ca_bundle": lambda k, v: parse_pem_file(k, v),
     "database_url": lambda k, v: parse_database_url(k, v),
+    "import_verify_key": lambda k, v: Path(parse_str(k, v)).expanduser(),
     "log_level": lambda k, v: _choice(k, v, ("debug", "info", "warning", "error")),
     "shutdown_timeout": parse_duration,
     "client_timeout": parse_duration,

@@ -4,6 +4,7 @@ tidegate from a fake upstream; offline servers show what was imported."""
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -78,7 +79,7 @@ async def test_a_signed_bundle_round_trips_exactly(source, tidegate, tmp_path):
             assert a.status == b.status == 200 and await a.read() == await b.read(), path
     # Importing it again changes nothing.
     files = data_files(target)
-    code, out = await tidegate_cmd("import", str(bundle), "--data-dir", str(target))
+    code, out = await tidegate_cmd("import", str(bundle), "--data-dir", str(target), "--verify-key", f"{key}.pub")
     assert code == 0 and "imported already" in out, out
     assert data_files(target) == files
 
@@ -88,11 +89,11 @@ async def _export(tg, bundle: Path, *extra: str) -> None:
     assert code == 0, out
 
 
-async def _refused(bundle: Path, target: Path, *extra: str) -> str:
+async def _refused(bundle: Path, target: Path, *extra: str, env: dict[str, str] | None = None) -> str:
     target.mkdir(exist_ok=True)
     await tidegate_cmd("verify", "--data-dir", str(target))  # creates the empty data dir's state
     before = data_files(target)
-    code, out = await tidegate_cmd("import", str(bundle), "--data-dir", str(target), *extra)
+    code, out = await tidegate_cmd("import", str(bundle), "--data-dir", str(target), *extra, env=env)
     assert code == 1 and "import refused, nothing changed" in out, out
     assert len([line for line in out.splitlines() if line.startswith("tidegate:")]) == 1, out  # one line
     assert data_files(target) == before
@@ -132,6 +133,38 @@ async def test_a_wrong_key_or_no_signature_is_refused(source, tmp_path):
     await _export(tg, unsigned)
     assert "signature does not match" in await _refused(signed, tmp_path / "t", "--verify-key", str(tmp_path / "wrong.pub"))
     assert "not signed" in await _refused(unsigned, tmp_path / "t", "--verify-key", str(tmp_path / "right.pub"))
+
+
+async def test_the_signature_policy_is_explicit(source, tmp_path):
+    """A key configured (flag, environment or file) asks for its signature; with none, a signed
+    bundle is refused unless --no-verify-signature says to leave its signer unchecked."""
+    tg, _ = source
+    for name in ("right", "wrong"):
+        code, _ = await tidegate_cmd("keygen", str(tmp_path / name))
+        assert code == 0
+    signed, unsigned = tmp_path / "signed.tgb", tmp_path / "unsigned.tgb"
+    await _export(tg, signed, "--sign-key", str(tmp_path / "right"))
+    await _export(tg, unsigned)
+    out = await _refused(signed, tmp_path / "t")
+    assert "is signed, but no key to check it is configured" in out and "--no-verify-signature" in out
+    config = tmp_path / "tidegate.toml"
+    config.write_text(f'import_verify_key = "{tmp_path / "right.pub"}"\n')
+    assert "is not signed" in await _refused(unsigned, tmp_path / "t", "--config", str(config))
+    env = {**os.environ, "TIDEGATE_IMPORT_VERIFY_KEY": str(tmp_path / "wrong.pub")}
+    assert "signature does not match" in await _refused(signed, tmp_path / "t", env=env)
+    # The flag wins over the environment, which wins over the file.
+    code, out = await tidegate_cmd("import", str(signed), "--data-dir", str(tmp_path / "a"), "--config", str(config),
+                                   "--verify-key", str(tmp_path / "right.pub"), env=env)
+    assert code == 0 and "imported" in out and "not who made it" not in out, out
+    code, out = await tidegate_cmd("import", str(signed), "--data-dir", str(tmp_path / "b"), "--config", str(config))
+    assert code == 0 and "imported" in out and "not who made it" not in out, out
+    code, out = await tidegate_cmd("import", str(signed), "--data-dir", str(tmp_path / "c"), "--no-verify-signature")
+    assert code == 0 and "not who made it: --no-verify-signature" in out, out
+    code, out = await tidegate_cmd("import", str(unsigned), "--data-dir", str(tmp_path / "d"))
+    assert code == 0 and "not who made it: unsigned" in out, out
+    code, out = await tidegate_cmd("import", str(signed), "--data-dir", str(tmp_path / "e"), "--no-verify-signature",
+                                   "--verify-key", str(tmp_path / "right.pub"))
+    assert code == 2 and "not allowed with argument" in out, out
 
 
 @pytest.mark.parametrize("where", ["half", "last byte"])

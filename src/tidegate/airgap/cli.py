@@ -44,7 +44,13 @@ def add_parsers(commands: Any) -> None:
                                           "byte, then make all of it visible. A running server sees it without "
                                           "a restart. Importing a bundle twice changes nothing.")
     imp.add_argument("bundle", type=Path)
-    imp.add_argument("--verify-key", type=Path, metavar="PUBKEY", help="require a signature by this public key")
+    signature = imp.add_mutually_exclusive_group()
+    signature.add_argument("--verify-key", dest="import_verify_key", metavar="PUBKEY",
+                           help="require a signature by this Ed25519 public key (default: the import_verify_key "
+                                "setting; with neither, a signed bundle is refused)")
+    signature.add_argument("--no-verify-signature", dest="no_verify_signature", action="store_true",
+                           help="import a signed bundle without checking who signed it (every byte is still "
+                                "checked against the manifest)")
     _common(imp)
 
     ver = commands.add_parser("verify", help="re-hash every cached and local file",
@@ -116,7 +122,7 @@ async def _with_storage(settings, args: argparse.Namespace) -> int:
         if args.command == "export":
             return await _export(storage, publisher, args)
         if args.command == "import":
-            return await _import(storage, publisher, args)
+            return await _import(storage, publisher, args, settings.import_verify_key)
         return await _verify(storage, publisher, args)
     finally:
         await storage.close()
@@ -140,12 +146,14 @@ async def _export(storage, publisher, args) -> int:
     return 0
 
 
-async def _import(storage, publisher, args) -> int:
+async def _import(storage, publisher, args, verify_key: Path | None) -> int:
     from .imports import Refused, import_bundle
     from .signing import KeyFileError
 
     try:
-        done = await import_bundle(storage, publisher, args.bundle, verify_key=args.verify_key)
+        done = await import_bundle(storage, publisher, args.bundle,
+                                   verify_key=None if args.no_verify_signature else verify_key,
+                                   unchecked_signature=args.no_verify_signature)
     except (Refused, KeyFileError) as exc:
         print(f"tidegate: import refused, nothing changed: {exc}", file=sys.stderr)
         return 1
@@ -153,8 +161,8 @@ async def _import(storage, publisher, args) -> int:
         print(f"bundle {done.bundle} was imported already: nothing to do")
     else:
         print(f"bundle {done.bundle}: {done.pages} pages, {done.files} files, {done.bytes} bytes imported"
-              + ("" if done.checked_signature else " (every byte checked against the manifest; no --verify-key, "
-                                                    "so not who made it)"))
+              + ("" if done.checked_signature else " (every byte checked against the manifest, but not who made "
+                 "it: " + ("--no-verify-signature)" if args.no_verify_signature else "unsigned)")))
     return 0
 
 

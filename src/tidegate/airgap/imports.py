@@ -1,8 +1,9 @@
 """`tidegate import`: a bundle checked whole, then made visible.
 
-Nothing of a bundle is visible before every check passed: the signature (with --verify-key),
-the manifest, the base bundle of a delta, and every member's size and sha256 (read into the
-blob stores' temp files, never under a final name). Then, in this order:
+Nothing of a bundle is visible before every check passed: the signature (by the configured key;
+signature_refusal holds the policy), the manifest, the base bundle of a delta, and every
+member's size and sha256 (read into the blob stores' temp files, never under a final name).
+Then, in this order:
 
 1. blobs are committed, content-addressed: harmless while no page lists them;
 2. metadata and provenance files are stored (also invisible until a page links them);
@@ -87,14 +88,26 @@ def _header(path: Path) -> tuple[bytes, bytes | None]:
     return data, signature
 
 
+def signature_refusal(path: Path, signed: bool, verify_key: Path | None, unchecked_signature: bool) -> str | None:
+    """The verification policy, before the signature itself is checked: why the bundle is
+    refused, or None. A key configured (import_verify_key or --verify-key) asks every bundle to
+    be signed by it; with none, a signed bundle is refused unless its signer is explicitly left
+    unchecked (--no-verify-signature), since taking it silently would look like checking it."""
+    if verify_key is not None and not signed:
+        return f"bundle {path} is not signed, and the key {verify_key} (import_verify_key or --verify-key) asks for a signature"
+    if verify_key is None and signed and not unchecked_signature:
+        return (f"bundle {path} is signed, but no key to check it is configured: give --verify-key PUBKEY "
+                f"(or the import_verify_key setting), or --no-verify-signature to import it unchecked")
+    return None
+
+
 async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
-                        verify_key: Path | None = None) -> Imported:
+                        verify_key: Path | None = None, unchecked_signature: bool = False) -> Imported:
     data, signature = await asyncio.to_thread(_header, path)
-    if verify_key is not None:
-        if signature is None:
-            raise Refused(f"bundle {path} is not signed, and --verify-key asks for a signature")
-        if not verify(verify_key, data, signature):
-            raise Refused(f"bundle {path}'s signature does not match the key {verify_key}")
+    if (refusal := signature_refusal(path, signature is not None, verify_key, unchecked_signature)) is not None:
+        raise Refused(refusal)
+    if verify_key is not None and not verify(verify_key, data, signature):  # type: ignore[arg-type]
+        raise Refused(f"bundle {path}'s signature does not match the key {verify_key}")
     try:
         manifest = await asyncio.to_thread(mf.decode, data)
     except mf.BadManifest as exc:
