@@ -160,6 +160,10 @@ async def _import(storage, publisher, args, verify_key: Path | None) -> int:
     if done.already:
         print(f"bundle {done.bundle} was imported already: nothing to do")
     else:
+        if done.kept_pages or done.kept_projects:
+            print(f"kept the newer copies here of {done.kept_pages} pages"
+                  + (f" and of the local projects {', '.join(done.kept_projects)}" if done.kept_projects else "")
+                  + " (the bundle's are older)")
         print(f"bundle {done.bundle}: {done.pages} pages, {done.files} files, {done.bytes} bytes imported"
               + ("" if done.checked_signature else " (every byte checked against the manifest, but not who made "
                  "it: " + ("--no-verify-signature)" if args.no_verify_signature else "unsigned)")))

@@ -16,7 +16,6 @@ import hashlib
 import io
 import os
 import tarfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -72,6 +71,7 @@ def read_manifest(bundle: Path) -> mf.Manifest:
 
 async def export(storage: Storage, publisher: Publisher, output: Path, *, since: Path | None = None,
                  patterns: list[str] = (), sign_key: Path | None = None) -> Exported:  # type: ignore[assignment]
+    created = mf.now_created()  # before anything is read: what it holds is no older than this
     base = read_manifest(since) if since is not None else None
     held_files = set(base.holds_files) if base else set()
     holds_pages = dict(base.holds_pages) if base else {}
@@ -123,7 +123,7 @@ async def export(storage: Storage, publisher: Publisher, output: Path, *, since:
                         attestations=f.attestations) for f in local_files]
 
     manifest = mf.Manifest(format=mf.FORMAT, bundle=mf.new_bundle_id(), base=base.bundle if base else None,
-                           created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), pages=pages, local=rows, files=members,
+                           created=created, pages=pages, local=rows, files=members,
                            holds_files=sorted(holds), holds_pages=holds_pages)
     data = mf.encode(manifest)
     signature = sign(sign_key, data) if sign_key is not None else None

@@ -7,9 +7,11 @@ Then, in this order:
 
 1. blobs are committed, content-addressed: harmless while no page lists them;
 2. metadata and provenance files are stored (also invisible until a page links them);
-3. the pages are stored (each replaced atomically), then the page cache's change stamp moves,
-   which makes every worker drop the pages it holds in memory;
-4. one index-store transaction publishes the local files and records the bundle id.
+3. the pages are stored (each replaced atomically) where the bundle's copy is newer than the one
+   here (merge.py: an older bundle never rolls a page back), then the page cache's change stamp
+   moves, which makes every worker drop the pages it holds in memory;
+4. one index-store transaction publishes the local files (again only where the bundle's copy of
+   the project is the newer) and records the bundle id.
 
 "At once", across the page cache's files, means: every file a page lists is there before the
 page is; each page switches from its old state to its new one atomically; a server's workers
@@ -33,8 +35,10 @@ from ..publish.errors import PublishError
 from ..publish.service import Publisher
 from ..simple.json_page import parse_project_json
 from ..storage import Storage
+from ..storage.leases import acquire_all, release_all
 from ..storage.records import PageRecord, Part, PublishedFile, Validators
 from . import manifest as mf
+from .merge import newer_page
 from .progress import Progress
 from .signing import verify
 
@@ -54,6 +58,8 @@ class Imported:
     files: int = 0
     bytes: int = 0
     checked_signature: bool = False
+    kept_pages: int = 0  # pages of the bundle older than the copy here, which was kept
+    kept_projects: list[str] = field(default_factory=list)  # local projects likewise
 
 
 @dataclass
@@ -160,16 +166,33 @@ async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
             await storage.pages.store_metadata(member.key, received.bodies[member.name])
         elif member.kind == mf.LOCAL_METADATA:
             local_metadata[member.key] = received.bodies[member.name]
-    if records:
-        await storage.pages.store_all(records)
-    else:
-        await storage.pages.mark_changed()  # new files for pages already here: offline pages list them now
+    stored = await _store_newer(storage, records)
     try:
-        await publisher.import_bundle(manifest.bundle, manifest.base, local, local_metadata)
+        older = await publisher.import_bundle(manifest.bundle, manifest.base, local, local_metadata,
+                                              mf.created_at(manifest.created))
     except PublishError as exc:
         raise Refused(str(exc)) from None
-    return Imported(manifest.bundle, pages=len(records), files=len(manifest.files),
-                    bytes=sum(m.size for m in manifest.files), checked_signature=verify_key is not None)
+    return Imported(manifest.bundle, pages=stored, files=len(manifest.files),
+                    bytes=sum(m.size for m in manifest.files), checked_signature=verify_key is not None,
+                    kept_pages=len(records) - stored, kept_projects=older)
+
+
+async def _store_newer(storage: Storage, records: list[PageRecord]) -> int:
+    """Store the bundle's pages that are newer than the copies here (merge.newer_page), under
+    each page's lock, which a server refreshing the page from its upstream holds too: neither
+    overwrites a newer page with an older one. Then the change stamp moves (also when no page
+    is stored: the new files of pages already here are listed offline from now on). Returns
+    how many were stored."""
+    leases = await acquire_all(storage.locks, ["page:" + r.name for r in records])
+    try:
+        newer = [n for r in records if (n := newer_page(await storage.pages.load(r.name), r)) is not None]
+        if newer:
+            await storage.pages.store_all(newer)
+        else:
+            await storage.pages.mark_changed()
+    finally:
+        await release_all(leases)
+    return len(newer)
 
 
 def _record(page: mf.Page) -> PageRecord:

@@ -11,6 +11,7 @@ next delta can be cut from this manifest alone.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 import secrets
@@ -73,7 +74,7 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True):
     format: int
     bundle: str
     base: str | None
-    created: str
+    created: str  # when the exporting side read what it holds (UTC, microseconds; seconds before)
     pages: list[Page]
     local: list[LocalRow]
     files: list[Member]
@@ -84,6 +85,20 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True):
 def new_bundle_id(now: float | None = None) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
     return f"{stamp}-{secrets.token_hex(6)}"
+
+
+def now_created() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def created_at(created: str) -> float:
+    """A manifest's `created` as a POSIX time; ValueError if it is not one."""
+    for form in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.datetime.strptime(created, form).replace(tzinfo=datetime.timezone.utc).timestamp()
+        except ValueError:
+            continue
+    raise ValueError(created)
 
 
 def page_digest(document: bytes) -> str:
@@ -118,6 +133,10 @@ def decode(data: bytes) -> Manifest:
             raise BadManifest(f"the manifest's key {member.key[:100]!r} does not fit its {member.kind} member")
         if member.kind in (METADATA, LOCAL_METADATA) and member.size > MAX_SMALL:
             raise BadManifest(f"{member.name[:200]} is larger than {MAX_SMALL} bytes")
+    try:
+        created_at(manifest.created)
+    except ValueError:
+        raise BadManifest(f"the manifest's creation time {manifest.created[:40]!r} is not a UTC time") from None
     for page in manifest.pages:
         if checked_name(page.name) != page.name:
             raise BadManifest(f"the manifest has a page for {page.name[:100]!r}, which is not a normalized project name")

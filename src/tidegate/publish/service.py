@@ -507,14 +507,23 @@ class Publisher:
         return await self._index.read(lambda rows: rows.bundle_imported(bundle))
 
     async def import_bundle(self, bundle: str, base: str | None, files: list[PublishedFile],
-                            metadata: dict[str, bytes]) -> None:
+                            metadata: dict[str, bytes], as_of: float) -> list[str]:
         """Publish a bundle's local files (their blobs committed already) and record the bundle,
         in one transaction: all of it, or nothing (Invalid if a file of the same name was
-        published here with other contents). Yank states follow the bundle's."""
+        published here with other contents). Yank states follow the bundle's, project by
+        project, unless a copy read later (`as_of`: when the exporting side read them) was
+        imported already: then the bundle's rows of that project are left out, and it is
+        among the projects returned."""
         now = self._clock()
 
-        def apply(rows: IndexRows) -> None:
+        def apply(rows: IndexRows) -> list[str]:
+            # A copy read later wins over one read earlier (their order of import does not matter).
+            older = sorted({f.project for f in files if (rows.imported_as_of(f.project) or as_of) > as_of})
+            for project in {f.project for f in files} - set(older):
+                rows.set_imported_as_of(project, as_of)
             for f in files:
+                if f.project in older:
+                    continue
                 existing = rows.published(f.filename)
                 if existing is None and rows.deleted(f.filename) not in (None, f.sha256):
                     raise Invalid(f"{f.filename} was deleted here and cannot come back with other contents.",
@@ -529,9 +538,11 @@ class Publisher:
             for digest, body in metadata.items():
                 rows.put_metadata(digest, body)
             rows.record_bundle(bundle, base, now)
-            audit.record(rows, SWEEP, now, "import", bundle, base=base, files=len(files) or None)
+            audit.record(rows, SWEEP, now, "import", bundle, base=base, files=len(files) or None,
+                         older=older or None)
+            return older
 
-        await self._index.write(apply)
+        return await self._index.write(apply)
 
     # --- administration ---
 

@@ -116,6 +116,12 @@ MIGRATIONS = (
         imported_at REAL NOT NULL
     );
     """,
+    """
+    CREATE TABLE IF NOT EXISTS imported_projects ( -- local projects whose files came in bundles
+        name TEXT PRIMARY KEY,
+        as_of REAL NOT NULL                    -- when the exporting side read them (its clock)
+    );
+    """,
 )
 
 _SESSION_FIELDS = frozenset({"status", "expires_at", "ended_at", "notices"})
@@ -250,6 +256,15 @@ class IndexRows:
     def record_bundle(self, bundle: str, base: str | None, now: float) -> None:
         self._db.execute("INSERT INTO bundles (id, base, imported_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                          (bundle, base, now))
+
+    def imported_as_of(self, project: str) -> float | None:
+        """When the exporting side read the copy of a local project imported last, if any was."""
+        rows = self._all("SELECT as_of FROM imported_projects WHERE name = ?", (project,))
+        return rows[0][0] if rows else None
+
+    def set_imported_as_of(self, project: str, as_of: float) -> None:
+        self._db.execute("INSERT INTO imported_projects (name, as_of) VALUES (?, ?)"
+                         " ON CONFLICT (name) DO UPDATE SET as_of = excluded.as_of", (project, as_of))
 
     # --- publishing sessions ---
 

@@ -125,6 +125,12 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     );
     INSERT INTO generations (name, value) VALUES ('index', 0), ('pages', 0);
     """),
+    ("air-gap: the exporting side's time of each local project imported", """
+    CREATE TABLE imported_projects (
+        name text PRIMARY KEY,
+        as_of double precision NOT NULL
+    );
+    """),
 )
 
 
