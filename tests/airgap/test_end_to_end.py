@@ -1,7 +1,8 @@
 """The air-gap workflow end to end: prefetch a closure with markers, extras and platform wheels
 for two Pythons and two platforms from a fake upstream, export it, import it into a fresh data
-dir, serve that offline, and install from it with real pip and uv (and `pip download` for the
-other platform), the offline server being the only index."""
+dir, serve that offline, and install from it with real pip and uv, then take the whole closure
+for the other platform and both Pythons (`pip download --platform --python-version
+--only-binary :all:`, and uv's --python-platform), the offline server being the only index."""
 
 from __future__ import annotations
 
@@ -83,10 +84,30 @@ async def test_prefetch_export_import_and_install_offline(upstream, tidegate, in
         modules = sorted(p.name for p in installed.iterdir() if not p.name.endswith(".dist-info") and p.name.startswith("demo"))
         expected = ["demo_app", "demo_lib", "demo_speedup"] + (["demo_old"] if sys.version_info < (3, 12) else [])
         assert modules == sorted(expected), (installed, modules)
-    await run(sys.executable, "-m", "pip", "download", "--no-cache-dir", "--index-url", offline.url,
-              "--platform", "win_amd64", "--python-version", "3.12", "--only-binary", ":all:",
-              "--dest", str(download), "demo-app")
-    assert "demo_speedup-1.0-cp312-cp312-win_amd64.whl" in {p.name for p in download.iterdir()}
+    # The other platform, for both Pythons: the whole closure downloaded, wheels only. pip
+    # evaluates markers for the interpreter it runs on, whatever --platform says, so its closure
+    # holds demo-old when this Python is older than 3.12 and never demo-win on Linux.
+    for version in ("3.11", "3.12"):
+        dest = download / version
+        await run(sys.executable, "-m", "pip", "download", "--no-cache-dir", "--index-url", offline.url,
+                  "--platform", "win_amd64", "--python-version", version, "--only-binary", ":all:",
+                  "--dest", str(dest), "demo-app")
+        tag = "cp" + version.replace(".", "")
+        expected = {"demo_app-1.0-py3-none-any.whl", "demo_lib-1.0-py3-none-any.whl",
+                    f"demo_speedup-1.0-{tag}-{tag}-win_amd64.whl"}
+        expected |= {"demo_old-1.0-py3-none-any.whl"} if sys.version_info < (3, 12) else set()
+        expected |= {"demo_win-1.0-py3-none-any.whl"} if sys.platform == "win32" else set()
+        assert {p.name for p in dest.iterdir()} == expected, version
+        # uv evaluates the markers for the target itself: the closure as Windows sees it.
+        target_dir = tmp_path / f"uv-win-{version}"
+        await run(sys.executable, "-m", "uv", "pip", "install", "--no-config", "--no-cache", "--index-url", offline.url,
+                  "--python", sys.executable, "--python-platform", "x86_64-pc-windows-msvc", "--python-version",
+                  version, "--only-binary", ":all:", "--target", str(target_dir), "demo-app")
+        installed = sorted(p.name.split("-")[0] for p in target_dir.iterdir() if p.name.endswith(".dist-info"))
+        assert installed == ["demo_app", "demo_lib"] + (["demo_old"] if version == "3.11" else []) + \
+            ["demo_speedup", "demo_win"], (version, installed)
+        record = next(target_dir.glob("demo_speedup-*.dist-info")) / "WHEEL"
+        assert f"Tag: {tag}-{tag}-win_amd64" in record.read_text()
 
 
 async def test_prefetch_resumes_after_being_killed(upstream, tmp_path):
