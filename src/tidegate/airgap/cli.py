@@ -117,7 +117,7 @@ async def _with_storage(settings, args: argparse.Namespace) -> int:
     except DataDirError as exc:
         print(f"tidegate: {exc}", file=sys.stderr)
         return 1
-    publisher = Publisher(settings, storage.index, storage.local_blobs, no_upstream)
+    publisher = Publisher(settings, storage.index, storage.local_blobs, no_upstream, locks=storage.locks)
     try:
         if args.command == "export":
             return await _export(storage, publisher, args)

@@ -36,6 +36,7 @@ from ..publish.service import Publisher
 from ..simple.json_page import parse_project_json
 from ..storage import Storage
 from ..storage.leases import acquire_all, release_all
+from ..storage.protocols import Lease
 from ..storage.records import PageRecord, Part, PublishedFile, Validators
 from . import manifest as mf
 from .merge import newer_page
@@ -125,7 +126,45 @@ async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
                       f"import {manifest.base} first")
     local = [PublishedFile(**{f: getattr(row, f) for f in row.__struct_fields__}) for row in manifest.local]
     carried = {m.key for m in manifest.files if m.kind == mf.LOCAL}
-    for pf in local:  # before anything is written: a conflict refuses the bundle whole
+    await _check_local(storage, local, carried)  # before the bundle is read through
+    records = [_record(page) for page in manifest.pages]
+    # A blob under its sha256 is what it says (commits are verified); one addressed by its URL
+    # is not, so it is always replaced by the verified bytes of this bundle.
+    present = {m.name for m in manifest.files if m.kind in (mf.CACHED, mf.LOCAL) and m.key == m.sha256
+               and await (storage.cache_blobs if m.kind == mf.CACHED else storage.local_blobs).exists(m.key)}
+    temps = {m.name: (storage.cache_blobs if m.kind == mf.CACHED else storage.local_blobs).temp_path(m.key)
+             for m in manifest.files if m.kind in (mf.CACHED, mf.LOCAL) and m.name not in present}
+    received = _Received()
+    leases: list[Lease] = []
+    try:
+        await asyncio.to_thread(_receive, path, manifest, temps, received)
+        # Every byte checked. From here until the local files' rows are in, no upload or publish
+        # of these projects and no removal of these blobs interleaves (Publisher.holding): the
+        # checks are made again under the locks, so a concurrent upload either came first and
+        # refuses the bundle whole, or waits and comes after.
+        leases = await publisher.hold(projects={pf.project for pf in local}, blobs={pf.sha256 for pf in local})
+        await _check_local(storage, local, carried)
+        # Now make it visible, blobs first.
+        for member in manifest.files:
+            temp = received.temps.get(member.name)
+            if temp is not None:
+                store = storage.cache_blobs if member.kind == mf.CACHED else storage.local_blobs
+                await store.commit(temp, member.key)
+    except BaseException:
+        await release_all(leases)
+        raise
+    finally:
+        for temp in received.temps.values():
+            temp.unlink(missing_ok=True)
+    try:
+        return await _make_visible(storage, publisher, manifest, records, local, received, verify_key is not None)
+    finally:
+        await release_all(leases)
+
+
+async def _check_local(storage: Storage, local: list[PublishedFile], carried: set[str]) -> None:
+    """Refuse the bundle whole if a local file of it conflicts with what is published here."""
+    for pf in local:
         if pf.sha256 not in carried and not await storage.local_blobs.exists(pf.sha256):
             raise Refused(f"the bundle lists the local file {pf.filename} but neither carries its bytes nor "
                           f"extends a bundle that did")
@@ -135,25 +174,10 @@ async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
             raise Refused(f"{pf.filename} is published here with other contents; published files never change")
         if existing is None and deleted not in (None, pf.sha256):
             raise Refused(f"{pf.filename} was deleted here and cannot come back with other contents")
-    records = [_record(page) for page in manifest.pages]
-    # A blob under its sha256 is what it says (commits are verified); one addressed by its URL
-    # is not, so it is always replaced by the verified bytes of this bundle.
-    present = {m.name for m in manifest.files if m.kind in (mf.CACHED, mf.LOCAL) and m.key == m.sha256
-               and await (storage.cache_blobs if m.kind == mf.CACHED else storage.local_blobs).exists(m.key)}
-    temps = {m.name: (storage.cache_blobs if m.kind == mf.CACHED else storage.local_blobs).temp_path(m.key)
-             for m in manifest.files if m.kind in (mf.CACHED, mf.LOCAL) and m.name not in present}
-    received = _Received()
-    try:
-        await asyncio.to_thread(_receive, path, manifest, temps, received)
-        # Every byte checked: now make it visible, blobs first.
-        for member in manifest.files:
-            temp = received.temps.get(member.name)
-            if temp is not None:
-                store = storage.cache_blobs if member.kind == mf.CACHED else storage.local_blobs
-                await store.commit(temp, member.key)
-    finally:
-        for temp in received.temps.values():
-            temp.unlink(missing_ok=True)
+
+
+async def _make_visible(storage: Storage, publisher: Publisher, manifest: mf.Manifest, records: list[PageRecord],
+                        local: list[PublishedFile], received: _Received, checked_signature: bool) -> Imported:
     # A cache bounded by files_max_size may have evicted files of this very bundle to make room
     # for later ones: then it does not fit, and is not recorded as imported (pages not shown).
     for member in manifest.files:
@@ -173,7 +197,7 @@ async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
     except PublishError as exc:
         raise Refused(str(exc)) from None
     return Imported(manifest.bundle, pages=stored, files=len(manifest.files),
-                    bytes=sum(m.size for m in manifest.files), checked_signature=verify_key is not None,
+                    bytes=sum(m.size for m in manifest.files), checked_signature=checked_signature,
                     kept_pages=len(records) - stored, kept_projects=older)
 
 

@@ -10,6 +10,7 @@ tables of states.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -18,13 +19,14 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Mapping
+from typing import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 from ..cache.sink import HashingSink
 from ..config import Settings, User
 from ..simple.names import NormalizedName, is_sdist
 from ..storage import BlobStore, IndexStore, Locks
 from ..storage.index import IndexRows
+from ..storage.leases import acquire_all, release_all
 from ..storage.protocols import Lease
 from ..storage.records import PublishedFile, Session, Upload
 from . import audit, states
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 UpstreamServes = Callable[[NormalizedName], Awaitable[str | None]]
 
 MAX_EXTENSION = 10 * 365 * 86400.0  # beyond any configurable maximum lifetime
+PROJECT_LOCK, BLOB_LOCK = "local-project:", "local-blob:"  # see Publisher.holding
 VALIDATING = "validate:"  # the lock a background validation of an upload holds, by upload id
 GARBAGE_GRACE = 3600.0  # an unreferenced local blob younger than this may still be on its way in
 LEGACY_DIGESTS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
@@ -180,7 +183,11 @@ class Publisher:
         return await self.session(user, token, allow_ended=True)
 
     async def publish(self, user: Who, token: str) -> SessionView:
-        await self.session(user, token)
+        view = await self.session(user, token)
+        async with self.holding(projects=[view.session.project]):
+            return await self._publish(user, token)
+
+    async def _publish(self, user: Who, token: str) -> SessionView:
         now = self._clock()
 
         def publish(rows: IndexRows) -> None:
@@ -306,7 +313,6 @@ class Publisher:
             wrong = [name for name, digest in upload.hashes.items() if received.digests[name] != digest]
             if wrong:
                 raise Invalid(f"The bytes received do not match the declared {', '.join(wrong)}.", source="hashes")
-            await self._commit(received)
 
             def record(rows: IndexRows) -> None:
                 transition_upload(rows, upload_id, FileEvent.BYTES_RECEIVED,
@@ -316,7 +322,9 @@ class Publisher:
                              sha256=received.sha256, size=received.size)
 
             try:
-                await self._index.write(record)
+                async with self.holding(blobs=[received.sha256]):
+                    await self._commit(received)
+                    await self._index.write(record)
             except PublishError:  # canceled or deleted while the bytes were arriving
                 await self._remove_unreferenced([received.sha256])
                 raise
@@ -455,40 +463,45 @@ class Publisher:
                 return False
             raise Invalid(already_exists(filename), source="content")
         await self._check_new_name(project)
-        await self._commit(received)
         try:
-            inspected = await self._inspect(received.sha256, filename, project, version)
-            metadata_sha256 = await self._keep_metadata(filename, inspected)
-            attestations = fields.get("attestations")
-            now = self._clock()
-            file = PublishedFile(filename=filename, project=project, version=version, sha256=received.sha256,
-                                 hashes={"sha256": received.sha256}, size=received.size, upload_time=upload_time(now),
-                                 requires_python=inspected.requires_python, metadata_sha256=metadata_sha256,
-                                 attestations=attestations if attestations and _is_json_list(attestations) else None)
-
-            def add(rows: IndexRows) -> bool:
-                existing = rows.published(filename)
-                if existing is not None:
-                    if existing.sha256 == file.sha256:
-                        return False
-                    raise Invalid(already_exists(filename), source="content")
-                if rows.deleted(filename) not in (None, file.sha256):
-                    raise Invalid(reused(filename), source="content")
-                if is_sdist(filename):
-                    other = [f.filename for f in rows.files_of(project) if f.version == version and is_sdist(f.filename)]
-                    if other:
-                        raise Invalid(f"A release has one source distribution, and {version} has {other[0]}.",
-                                      source="content")
-                rows.register(project, now)
-                rows.insert_file(file, session=None)
-                audit.record(rows, as_actor(user), now, "upload", filename, api="legacy", sha256=file.sha256,
-                             size=file.size)
-                return True
-
-            return await self._index.write(add)
+            async with self.holding(projects=[project], blobs=[received.sha256]):
+                return await self._legacy_publish(user, received, filename, project, version, fields)
         except PublishError:
             await self._remove_unreferenced([received.sha256])
             raise
+
+    async def _legacy_publish(self, user: Who, received: Received, filename: str, project: NormalizedName,
+                              version: str, fields: Mapping[str, str]) -> bool:
+        await self._commit(received)
+        inspected = await self._inspect(received.sha256, filename, project, version)
+        metadata_sha256 = await self._keep_metadata(filename, inspected)
+        attestations = fields.get("attestations")
+        now = self._clock()
+        file = PublishedFile(filename=filename, project=project, version=version, sha256=received.sha256,
+                             hashes={"sha256": received.sha256}, size=received.size, upload_time=upload_time(now),
+                             requires_python=inspected.requires_python, metadata_sha256=metadata_sha256,
+                             attestations=attestations if attestations and _is_json_list(attestations) else None)
+
+        def add(rows: IndexRows) -> bool:
+            existing = rows.published(filename)
+            if existing is not None:
+                if existing.sha256 == file.sha256:
+                    return False
+                raise Invalid(already_exists(filename), source="content")
+            if rows.deleted(filename) not in (None, file.sha256):
+                raise Invalid(reused(filename), source="content")
+            if is_sdist(filename):
+                other = [f.filename for f in rows.files_of(project) if f.version == version and is_sdist(f.filename)]
+                if other:
+                    raise Invalid(f"A release has one source distribution, and {version} has {other[0]}.",
+                                  source="content")
+            rows.register(project, now)
+            rows.insert_file(file, session=None)
+            audit.record(rows, as_actor(user), now, "upload", filename, api="legacy", sha256=file.sha256,
+                         size=file.size)
+            return True
+
+        return await self._index.write(add)
 
     # --- air-gap bundles (tidegate export / import) ---
 
@@ -765,8 +778,30 @@ class Publisher:
 
     async def _remove_unreferenced(self, sha256s: list[str]) -> None:
         for digest in dict.fromkeys(sha256s):
-            if not await self._index.read(lambda rows: referenced(rows, digest)):
-                await self._blobs.remove(digest)
+            # Under the blob's lock: a blob committed but not referenced yet (an upload or an
+            # import between its commit and its row) is held by its writer until the row is in.
+            async with self.holding(blobs=[digest]):
+                if not await self._index.read(lambda rows: referenced(rows, digest)):
+                    await self._blobs.remove(digest)
+
+    @contextlib.asynccontextmanager
+    async def holding(self, *, projects: Iterable[str] = (), blobs: Iterable[str] = ()) -> AsyncIterator[None]:
+        """Hold the locks of these local projects and local blobs (all processes, through the
+        storage seam; nothing without locks). A writer holds a project's from its checks through
+        the transaction that publishes, and a blob's from its commit until a row refers to it;
+        so an import and a concurrent upload of the same project never act on what the other
+        is about to change. Taken all at once, in one order: holders never wait in a circle."""
+        leases = await self.hold(projects=projects, blobs=blobs)
+        try:
+            yield
+        finally:
+            await release_all(leases)
+
+    async def hold(self, *, projects: Iterable[str] = (), blobs: Iterable[str] = ()) -> list[Lease]:
+        """The leases of holding(), for a holder whose steps do not nest (release_all them)."""
+        if self._locks is None:
+            return []
+        return await acquire_all(self._locks, [PROJECT_LOCK + p for p in projects] + [BLOB_LOCK + b for b in blobs])
 
 
 def _extension(seconds: float) -> float:
