@@ -62,6 +62,9 @@ async def test_metadata_files(new_page_cache):
     cache = await new_page_cache()
     await cache.store_metadata("a" * 64, b"Metadata-Version: 2.1\nName: demo\n")
     assert await cache.load_metadata("a" * 64) == b"Metadata-Version: 2.1\nName: demo\n"
+    await cache.remove_metadata("a" * 64)
+    await cache.remove_metadata("b" * 64)  # none there: nothing to do
+    assert await cache.load_metadata("a" * 64) is None
 
 
 async def test_records_it_cannot_read_are_misses_not_crashes(tmp_path):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("keygen", "export", "import", "verify", "prefetch")
+COMMANDS = ("keygen", "export", "import", "verify", "prefetch", "prune")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +61,57 @@ def add_parsers(commands: Any) -> None:
     _common(ver)
 
     _add_prefetch(commands, _common)
+    _add_prune(commands)
+
+
+def _duration(raw: str) -> float:
+    from ..config import ConfigError, parse_duration
+
+    try:
+        return parse_duration("--older-than", raw)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _at_least_one(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of releases, 1 or more, got {raw!r}")
+    return int(raw)
+
+
+def _add_prune(commands) -> None:
+    p = commands.add_parser(
+        "prune", help="remove cached files that rules select (local uploads only with --local)",
+        description="Remove the cached files (with their metadata and provenance) that every rule given selects, "
+                    "among the projects chosen (default: all); offline pages stop listing them at once, also on a "
+                    "running server. Local uploads are never removed unless --local is given. Give at least one "
+                    "rule. With -r or --lock, what the closure needs is resolved as prefetch resolves it, against "
+                    "this mirror alone; if any of it cannot be resolved, nothing is removed.")
+    p.add_argument("--keep-latest", type=_at_least_one, metavar="N",
+                   help="select all but the N latest releases of each project (of those with files here)")
+    p.add_argument("--older-than", type=_duration, metavar="AGE",
+                   help="select files uploaded more than AGE ago, e.g. 180d (a file without an upload time: "
+                        "cached more than AGE ago)")
+    p.add_argument("--project", dest="projects", action="append", default=[], metavar="PATTERN",
+                   help="only projects matching this name or glob (repeat; default: all)")
+    p.add_argument("-r", "--requirement", dest="requirement_files", action="append", default=[], type=Path,
+                   metavar="REQUIREMENTS", help="select the files the closure of this requirements file does not need")
+    p.add_argument("--lock", dest="locks", action="append", default=[], type=Path, metavar="PYLOCK",
+                   help="select the files this pylock.toml does not list")
+    p.add_argument("--python", dest="pythons", action="append", default=[], metavar="X.Y",
+                   help="a target Python version of the closure (repeat; default: this interpreter's)")
+    p.add_argument("--platform", dest="platforms", action="append", default=[], metavar="TAG",
+                   help="a target platform tag of the closure (repeat; default: this machine)")
+    sd = p.add_mutually_exclusive_group()
+    sd.add_argument("--sdists", dest="sdists", action="store_const", const=True, default=None,
+                    help="the closure keeps every pinned release's sdist too")
+    sd.add_argument("--no-sdists", dest="sdists", action="store_const", const=False, help="wheels only")
+    p.add_argument("--local", action="store_true",
+                   help="also delete the local uploads the rules select (audited, as a deletion by you; a deleted "
+                        "file's name never comes back with other contents)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed, and remove nothing")
+    p.set_defaults(requirements=[])
+    _common(p)
 
 
 # Here, not in prefetch.py: building the parser must not import aiohttp (every command would pay it).
@@ -123,6 +174,8 @@ async def _with_storage(settings, args: argparse.Namespace) -> int:
             return await _export(storage, publisher, args)
         if args.command == "import":
             return await _import(storage, publisher, args, settings.import_verify_key)
+        if args.command == "prune":
+            return await _prune(storage, publisher, args, settings)
         return await _verify(storage, publisher, args)
     finally:
         await storage.close()
@@ -168,6 +221,37 @@ async def _import(storage, publisher, args, verify_key: Path | None) -> int:
               + ("" if done.checked_signature else " (every byte checked against the manifest, but not who made "
                  "it: " + ("--no-verify-signature)" if args.no_verify_signature else "unsigned)")))
     return 0
+
+
+async def _prune(storage, publisher, args, settings) -> int:
+    from ..admin.commands import operator
+    from .prune import Rules, closure_files, prune
+
+    if args.keep_latest is None and args.older_than is None and not (args.requirement_files or args.locks):
+        print("tidegate: prune needs a rule: --keep-latest, --older-than, -r or --lock", file=sys.stderr)
+        return 2
+    closure, problems = await closure_files(settings, args)
+    for what, why in problems:
+        print(f"unresolved: {what}: {why}")
+    if problems:
+        print("tidegate: nothing removed: the closure is not complete, and what it lacks would be removed too",
+              file=sys.stderr)
+        return 1
+    rules = Rules(keep_latest=args.keep_latest, older_than=args.older_than, closure=closure)
+    report = await prune(storage, publisher, rules, patterns=args.projects, local=args.local, dry_run=args.dry_run,
+                         who=operator())
+    verb = "would remove" if args.dry_run else "removed"
+    for c in report.removed:
+        print(f"{verb}: " + (f"local upload {c.filename} (--local)" if c.local else f"cached {c.filename}")
+              + f", {c.size} bytes")
+    for c in report.local_spared:
+        print(f"kept: local upload {c.filename} (selected, but local uploads go only with --local)")
+    for c, why in report.failed:
+        print(f"failed: {c.filename}: {why}")
+    print(f"{len(report.removed)} files, {sum(c.size for c in report.removed)} bytes {verb}"
+          + (f"; {len(report.local_spared)} local uploads kept" if report.local_spared else "")
+          + (f"; {len(report.failed)} failed" if report.failed else ""))
+    return 1 if report.failed else 0
 
 
 async def _verify(storage, publisher, args) -> int:

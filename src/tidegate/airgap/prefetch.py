@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import AsyncIterator
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -228,43 +230,64 @@ async def _fetch(session: aiohttp.ClientSession, origin: str, storage, item: Wan
                     outcome.failed.append((item.filename + suffix, f"tidegate answered {r.status}"))
 
 
-async def prefetch(settings: Settings, args: argparse.Namespace) -> Outcome:
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[str, web.Application]]:
+    """A tidegate server in this process on 127.0.0.1 over the settings' data dir: its origin
+    and application, for the resolver and the fetches (prefetch), or the closure (prune)."""
     from ..app import make_app
+
+    runner = web.AppRunner(make_app(settings), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", runner.app
+    finally:
+        await runner.cleanup()
+
+
+def resolver_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    return env | {"UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+
+
+async def closure(session: aiohttp.ClientSession, origin: str, args: argparse.Namespace,
+                  outcome: Outcome) -> dict[str, Wanted]:
+    """Every file the requirements (resolved for each target) and lock files need, by filename,
+    as the server at `origin` lists them; what cannot be resolved goes to outcome.unresolved."""
+    env = resolver_env()
+    wanted: dict[str, Wanted] = {}
+    if args.requirements or args.requirement_files:
+        for target in targets(args.pythons, args.platforms):
+            try:
+                target.uv_platform()
+            except ValueError as exc:
+                outcome.unresolved.append(("--platform " + str(target.platform), str(exc)))
+                continue
+            pins = await resolve(origin + "/simple/", target, args.requirements, args.requirement_files,
+                                 args.sdists, env, outcome)
+            await _choose(session, origin, target, pins, args.sdists, wanted, outcome)
+    for lock in args.locks:
+        try:
+            items = from_lock(lock)
+        except (ValueError, KeyError) as exc:
+            outcome.unresolved.append((str(lock), str(exc)))
+            continue
+        for item in items:
+            async with session.get(f"{origin}/simple/{item.project}/", headers={"Accept": JSON}) as r:
+                await r.read()  # the page, cached for the offline side
+            wanted.setdefault(item.filename, item)
+    return wanted
+
+
+async def prefetch(settings: Settings, args: argparse.Namespace) -> Outcome:
     from ..web.keys import STORAGE
 
     outcome = Outcome()
-    runner = web.AppRunner(make_app(settings), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    origin = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
-    env |= {"UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
-    wanted: dict[str, Wanted] = {}
-    try:
+    async with serving(settings) as (origin, app):
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300)) as session:
-            if args.requirements or args.requirement_files:
-                for target in targets(args.pythons, args.platforms):
-                    try:
-                        target.uv_platform()
-                    except ValueError as exc:
-                        outcome.unresolved.append(("--platform " + str(target.platform), str(exc)))
-                        continue
-                    pins = await resolve(origin + "/simple/", target, args.requirements, args.requirement_files,
-                                         args.sdists, env, outcome)
-                    await _choose(session, origin, target, pins, args.sdists, wanted, outcome)
-            for lock in args.locks:
-                try:
-                    items = from_lock(lock)
-                except (ValueError, KeyError) as exc:
-                    outcome.unresolved.append((str(lock), str(exc)))
-                    continue
-                for item in items:
-                    async with session.get(f"{origin}/simple/{item.project}/", headers={"Accept": JSON}) as r:
-                        await r.read()  # the page, cached for the offline side
-                    wanted.setdefault(item.filename, item)
-            storage = runner.app[STORAGE]
+            wanted = await closure(session, origin, args, outcome)
+            storage = app[STORAGE]
             progress = Progress("prefetch", len(wanted))
             queue = list(wanted.values())
 
@@ -275,8 +298,6 @@ async def prefetch(settings: Settings, args: argparse.Namespace) -> Outcome:
 
             await asyncio.gather(*(worker() for _ in range(PARALLEL)))
             progress.finish()
-    finally:
-        await runner.cleanup()
     return outcome
 
 

@@ -102,6 +102,9 @@ class FilePageCache:
     async def store_metadata(self, key: str, body: bytes) -> None:
         await asyncio.to_thread(_write, self._metadata / key[:2] / key, body)
 
+    async def remove_metadata(self, key: str) -> None:
+        await asyncio.to_thread((self._metadata / key[:2] / key).unlink, missing_ok=True)
+
     async def recover(self) -> None:
         """Drop temp files a crash left behind."""
         await asyncio.to_thread(self._recover)

@@ -84,6 +84,9 @@ class PageCache(Protocol):
 
     async def store_metadata(self, key: str, body: bytes) -> None: ...
 
+    async def remove_metadata(self, key: str) -> None:
+        """Forget a metadata file (its file was pruned); nothing if there is none."""
+
     async def recover(self) -> None:
         """Start-up repair after a crash: drop temp files."""
 

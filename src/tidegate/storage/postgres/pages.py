@@ -90,6 +90,10 @@ class PgPageCache:
         await asyncio.to_thread(self._engine.run, lambda conn: conn.execute(
             _STORE_METADATA, (key, body, len(body), time.time())))
 
+    async def remove_metadata(self, key: str) -> None:
+        await asyncio.to_thread(self._engine.run, lambda conn: conn.execute(
+            "DELETE FROM page_metadata WHERE key = %s", (key,)))
+
     async def recover(self) -> None:
         """Nothing to repair: a statement cut by a crash left nothing behind."""
 
