@@ -155,3 +155,11 @@ async def test_imported_bundles_are_recorded(new_index_store):
     await index.write(lambda rows: rows.record_bundle("b1", None, 1.0))
     await index.write(lambda rows: rows.record_bundle("b1", None, 2.0))  # again: no change, no error
     assert await index.read(lambda rows: rows.bundle_imported("b1"))
+
+
+async def test_when_each_imported_local_project_was_read(new_index_store):
+    index = await new_index_store()
+    assert await index.read(lambda rows: rows.imported_as_of("acme-tool")) is None
+    await index.write(lambda rows: rows.set_imported_as_of("acme-tool", 100.5))
+    await index.write(lambda rows: rows.set_imported_as_of("acme-tool", 200.25))  # replaced, not added
+    assert await index.read(lambda rows: (rows.imported_as_of("acme-tool"), rows.imported_as_of("other"))) == (200.25, None)
