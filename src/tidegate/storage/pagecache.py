@@ -36,6 +36,9 @@ class FilePageCache:
         self._pages, self._metadata = directory / "pages", directory / "metadata"
         self._max_size = max_size
         self._usage: tuple[float, int, int] | None = None  # (when, files, bytes) of the last walk
+        # A str, joined once: changed() is asked on every page request, and building the Path
+        # each time cost four times the stat itself.
+        self._stamp = str(directory / STAMP)
         for part in (self._pages, self._metadata):
             part.mkdir(parents=True, exist_ok=True)
 
@@ -50,12 +53,8 @@ class FilePageCache:
             return None
         return st.st_ino, st.st_mtime_ns
 
-    @property
-    def _stamp(self) -> Path:
-        return self._pages.parent / STAMP
-
     async def mark_changed(self) -> None:
-        await asyncio.to_thread(_write, self._stamp, str(os.getpid()).encode())
+        await asyncio.to_thread(_write, Path(self._stamp), str(os.getpid()).encode())
 
     async def store_all(self, records: list[PageRecord]) -> None:
         """Store many records, each replaced atomically (write then rename: no reader ever
