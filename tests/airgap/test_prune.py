@@ -169,3 +169,19 @@ async def test_a_running_server_stops_listing_what_went_and_finishes_what_it_sen
         assert server.tracebacks() == 0
     finally:
         server.stop()
+
+
+def test_a_file_goes_only_when_every_rule_given_selects_it():
+    from tidegate.airgap.prune import Candidate, Rules, select
+
+    day = 86400.0
+    files = [Candidate("demo", f"demo-{v}.tar.gz", f"k{v}", 1, when) for v, when in
+             (("1.0", 0.0), ("2.0", 50 * day), ("3.0", 99 * day), ("3.1", None))]
+    files.append(Candidate("demo", "demo-not-a-version.zip", "kx", 1, 0.0))
+    gone = lambda rules: sorted(c.filename for c in select(files, rules, now=100 * day))  # noqa: E731
+    assert gone(Rules(keep_latest=2)) == ["demo-1.0.tar.gz", "demo-2.0.tar.gz"]  # 3.0 and 3.1 are the latest
+    assert gone(Rules(older_than=30 * day)) == ["demo-1.0.tar.gz", "demo-2.0.tar.gz", "demo-not-a-version.zip"]
+    assert gone(Rules(keep_latest=1, older_than=60 * day)) == ["demo-1.0.tar.gz"]
+    assert gone(Rules(older_than=30 * day, closure=frozenset({"demo-1.0.tar.gz"}))) == [
+        "demo-2.0.tar.gz", "demo-not-a-version.zip"]
+    assert gone(Rules(closure=frozenset())) == sorted(c.filename for c in files)

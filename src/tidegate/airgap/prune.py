@@ -101,32 +101,33 @@ def _uploaded(upload_time: str | None) -> float | None:
         return None
 
 
-async def candidates(storage: Storage, publisher: Publisher, patterns: list[str]) -> list[Candidate]:
-    """Every cached file the selected projects' pages list, and every local upload of them."""
+async def candidates(storage: Storage, publisher: Publisher, patterns: list[str]) -> tuple[list[Candidate], set[str]]:
+    """Every cached file the selected projects' pages list, and every local upload of them; and
+    the cached blobs the other projects' pages list (which stay whatever the rules say)."""
     wanted = selector(patterns)
     out: list[Candidate] = []
+    elsewhere: set[str] = set()
     for name in await storage.pages.names():
-        if not wanted(name):
-            continue
         record = await storage.pages.load(name)
         for f in (record.served.files if record is not None and record.served is not None else ()):
             key = blob_key(f)
-            info = await storage.cache_blobs.info(key)
-            if info is not None:
+            if not wanted(name):
+                elsewhere.add(key)
+            elif (info := await storage.cache_blobs.info(key)) is not None:
                 out.append(Candidate(name, f.filename, key, info.size, _uploaded(f.upload_time) or info.committed_at))
     local, _ = await publisher.published_files(wanted)
     out += [Candidate(f.project, f.filename, f.sha256 or "", f.size, _uploaded(f.upload_time), local=True)
             for f in local]
-    return out
+    return out, elsewhere
 
 
 async def prune(storage: Storage, publisher: Publisher, rules: Rules, *, patterns: list[str], local: bool,
                 dry_run: bool, who, now: float | None = None) -> Report:
-    found = await candidates(storage, publisher, patterns)
+    found, elsewhere = await candidates(storage, publisher, patterns)
     goes = select(found, rules, time.time() if now is None else now)
     report = Report()
     # One blob may back files of several pages: it goes only if every file it backs goes.
-    kept = {c.key for c in found if not c.local} - {c.key for c in goes if not c.local}
+    kept = ({c.key for c in found if not c.local} - {c.key for c in goes if not c.local}) | elsewhere
     removed_keys: set[str] = set()
     for c in goes:
         if c.local and not local:
