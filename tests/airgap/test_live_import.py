@@ -92,7 +92,8 @@ async def test_a_serving_process_sees_an_import_on_the_next_request(fake_index, 
             assert status == 200 and _files(body) == ["demo_new-1.0-py3-none-any.whl"]
         async with aiohttp.ClientSession() as session:
             async with session.get(server.origin + "/files/demo-lib/demo_lib-2.0-py3-none-any.whl") as r:
-                assert r.status == 200 and await r.read() == idx.index.file("demo_lib-2.0-py3-none-any.whl").path.read_bytes()
+                wheel = idx.index.file("demo_lib-2.0-py3-none-any.whl").path.read_bytes()
+                assert r.status == 200 and await r.read() == wheel
         assert server.tracebacks() == 0
     finally:
         server.stop()

@@ -130,7 +130,8 @@ async def test_a_closure_keeps_what_it_needs_and_an_incomplete_one_removes_nothi
     assert code == 1 and "unresolved: no-such-project" in out and "nothing removed" in out, out
     assert cached(mirror) == before
     lock = tmp_path / "pylock.toml"
-    lock.write_text(f'lock-version = "1.0"\ncreated-by = "hand"\n\n[[packages]]\nname = "demo-unused"\nversion = "1.0"\n'
+    lock.write_text(f'lock-version = "1.0"\ncreated-by = "hand"\n\n'
+                    f'[[packages]]\nname = "demo-unused"\nversion = "1.0"\n'
                     f'wheels = [{{ name = "{UNUSED}", url = "http://x.invalid/{UNUSED}" }}]\n')
     code, out = await prune(mirror, "--lock", str(lock), "--project", "demo-unused", "--project", "demo-big")
     assert code == 0 and f"removed: cached {BIG}" in out and UNUSED not in out, out

@@ -162,4 +162,5 @@ async def test_when_each_imported_local_project_was_read(new_index_store):
     assert await index.read(lambda rows: rows.imported_as_of("acme-tool")) is None
     await index.write(lambda rows: rows.set_imported_as_of("acme-tool", 100.5))
     await index.write(lambda rows: rows.set_imported_as_of("acme-tool", 200.25))  # replaced, not added
-    assert await index.read(lambda rows: (rows.imported_as_of("acme-tool"), rows.imported_as_of("other"))) == (200.25, None)
+    as_of = await index.read(lambda rows: (rows.imported_as_of("acme-tool"), rows.imported_as_of("other")))
+    assert as_of == (200.25, None)

@@ -101,7 +101,8 @@ def signature_refusal(path: Path, signed: bool, verify_key: Path | None, uncheck
     be signed by it; with none, a signed bundle is refused unless its signer is explicitly left
     unchecked (--no-verify-signature), since taking it silently would look like checking it."""
     if verify_key is not None and not signed:
-        return f"bundle {path} is not signed, and the key {verify_key} (import_verify_key or --verify-key) asks for a signature"
+        return (f"bundle {path} is not signed, and the key {verify_key} (import_verify_key or --verify-key) "
+                f"asks for a signature")
     if verify_key is None and signed and not unchecked_signature:
         return (f"bundle {path} is signed, but no key to check it is configured: give --verify-key PUBKEY "
                 f"(or the import_verify_key setting), or --no-verify-signature to import it unchecked")
