@@ -159,7 +159,7 @@ async def test_an_engine_that_is_down_is_a_503_with_its_reason_not_a_500():
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from tidegate.app import errors
+    from tidegate.web.failures import errors
     from tidegate.storage import EngineUnavailable
 
     async def handler(request):

@@ -12,15 +12,15 @@ import pytest
 from support.fakeindex import Fault
 from support.uploadapi import UPLOAD, basic
 from tidegate.observe.requestlog import redact
-from tidegate.web.keys import REQUEST_LOG
+from tidegate.web.keys import JOURNAL
 
 USERS = [{"name": "ci", "password": "s3cret", "upload": ["demo-*"]}]
 
 
 def access(tg, capsys) -> list[str]:
     """The request log's lines written so far."""
-    if REQUEST_LOG in tg.app:
-        tg.app[REQUEST_LOG].flush()
+    if JOURNAL in tg.app:
+        tg.app[JOURNAL].flush()
     return [line for line in capsys.readouterr().err.splitlines() if "tidegate.access" in line]
 
 

@@ -12,24 +12,25 @@ import aiohttp
 from aiohttp import web
 
 from .config import Settings
-from .observe.metrics import FLUSH_INTERVAL, Metrics
-from .observe.requestlog import RequestLog, redact
+from .observe.journal import Journal
+from .observe.metrics import Metrics
+from .observe.requestlog import RequestLog
 from .publish.errors import Unavailable
 from .publish.service import Publisher, UpstreamServes
-from .readpath.errors import ReadError, StorageFull
+from .readpath.errors import ReadError
 from .readpath.local import LocalSource
 from .readpath.proxy import Proxy
 from .readpath.roots import RootLists
 from .readpath.upstream import UpstreamSource
 from .simple.names import NormalizedName
 from .storage import EngineUnavailable, Storage, open_storage
-from .storage.full import FULL_MESSAGE, disk_full, out_of_files
+from .storage.full import disk_full, out_of_files
 from .upstream.client import UpstreamClient, ssl_context
 from .publish.tokens import Tokens
-from .web import files, health, landing, legacy, manage, metrics, observe, serverlog, simple, stage, upload
+from .web import failures, files, health, landing, legacy, manage, metrics, observe, serverlog, simple, stage, upload
 from .web.auth import CHALLENGE, may_read
-from .web.keys import LOCAL, METRICS, PROXY, PUBLISHER, REQUEST_LOG, SETTINGS, STORAGE, TOKENS
-from .web.responses import error, read_refusal
+from .web.keys import JOURNAL, LOCAL, METRICS, PROXY, PUBLISHER, SETTINGS, STORAGE, TOKENS
+from .web.responses import error
 
 THREADS = 32
 EXPIRY_INTERVAL = 30.0  # seconds between sweeps for expired publishing sessions
@@ -37,30 +38,6 @@ PRUNE_EVERY = 20  # sweeps between checks of the page cache's size (each walks i
 
 log = logging.getLogger(__name__)
 _exhausted = serverlog.Once(log)
-
-
-@web.middleware
-async def errors(request: web.Request, handler) -> web.StreamResponse:
-    """Last line of defence: a bug answers a clear 500 and is logged, never a traceback page."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except (ConnectionResetError, ConnectionError):
-        raise  # the client went away; nothing to answer
-    except Exception as exc:
-        if disk_full(exc):  # what is cached is still served; this request needed room
-            log.warning("refused %s %s: %s (%s)", request.method, redact(request.rel_url.raw_path), FULL_MESSAGE, exc)
-            return read_refusal(StorageFull(f"{FULL_MESSAGE}; try again once space is freed."))
-        if isinstance(exc, EngineUnavailable):  # a passing condition: the engine comes back
-            _exhausted.warning(exc.engine, f"refusing requests with 503: {exc}")
-            return error(503, f"{exc}; try again in a moment.", {"Retry-After": "2"})
-        if out_of_files(exc):  # a passing condition: the connections holding them will close
-            _exhausted.warning("files", f"too many open files; refusing requests with 503 meanwhile ({exc})")
-            return error(503, "tidegate has too many open files right now; try again in a moment.",
-                         {"Retry-After": "1"})
-        log.exception("unhandled error for %s %s", request.method, redact(request.rel_url.raw_path_qs))
-        return error(500, "Internal error in tidegate; the server log has the details.")
 
 
 @web.middleware
@@ -89,9 +66,11 @@ def make_app(settings: Settings, storage: StorageOpener = serving_storage) -> we
     # Request lines are info lines: a higher log level silences them like the others.
     request_log = RequestLog(settings.log_format) if settings.request_log and settings.log_level in ("debug", "info") \
         else None
-    middlewares = [errors, read_auth] if settings.read_auth else [errors]
-    if recorder is not None or request_log is not None:
-        middlewares.insert(0, observe.middleware(recorder, request_log))
+    journal = Journal(recorder, request_log) if recorder is not None or request_log is not None else None
+    # The observing middleware is also the last line of defence: one layer, not two.
+    middlewares = [observe.middleware(journal) if journal is not None else failures.errors]
+    if settings.read_auth:
+        middlewares.append(read_auth)
     app = web.Application(middlewares=middlewares, client_max_size=1024**2)
     app[SETTINGS] = settings
     app[OPEN_STORAGE] = storage
@@ -101,8 +80,8 @@ def make_app(settings: Settings, storage: StorageOpener = serving_storage) -> we
     if recorder is not None:
         app[METRICS] = recorder
         app.router.add_routes(metrics.routes())
-    if request_log is not None:
-        app[REQUEST_LOG] = request_log
+    if journal is not None:
+        app[JOURNAL] = journal
     app.cleanup_ctx.append(_observers)
     app.router.add_routes(simple.routes())
     app.router.add_routes(files.routes())
@@ -159,25 +138,17 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _observers(app: web.Application) -> AsyncIterator[None]:
-    """Hand the pending request sums to the metrics every FLUSH_INTERVAL; at the end, write out
-    what the metrics and the request log still hold."""
-    recorder, request_log = app.get(METRICS), app.get(REQUEST_LOG)
-
-    async def flushing(recorder: Metrics) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
-            recorder.flush()
-
-    flusher = asyncio.ensure_future(flushing(recorder)) if recorder is not None else None
+    """Batches of answered requests go to the metrics and the request log while the application
+    runs; at the end, whatever is still waiting goes too."""
+    journal = app.get(JOURNAL)
+    if journal is None:
+        yield
+        return
+    journal.start()
     try:
         yield
     finally:
-        if flusher is not None:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
-            recorder.flush()
-        if request_log is not None:
-            request_log.flush()
+        await journal.stop()
 
 
 async def _sweep(publisher: Publisher, storage: Storage) -> None:

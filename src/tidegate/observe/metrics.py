@@ -9,14 +9,15 @@ that variable (an application in a test, say) each Metrics has a registry of its
 The state figures (cache size, sessions) are not counted as things happen: they are read from
 storage when a scrape asks (Figures), so every worker reports the same shared truth.
 
-Recording is on the hot path of every request: a request adds to sums kept per label set in
-plain Python, which flush() hands to prometheus-client once a second (FLUSH_INTERVAL), so a
-scrape sees each worker's requests at most that late.
+Requests reach the metrics in batches (observe.journal): they are added to sums kept per label
+set in plain Python, which push() hands to prometheus-client once a second (FLUSH_INTERVAL),
+so a scrape sees each worker's requests at most that late.
 """
 
 from __future__ import annotations
 
 import os
+from time import monotonic
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -33,6 +34,15 @@ HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Any token is a method to HTTP: labels take only these, so a client cannot grow the label set.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+FILE_KINDS = {".metadata": "metadata", ".provenance": "provenance"}  # the kinds of files by suffix
+
+
+def upload_result(status: int) -> str:
+    if status == 202:
+        return "processing"  # validated in the background (deferred_validation)
+    if status < 300:
+        return "ok"
+    return "refused" if status < 500 else "error"
 
 
 @dataclass(frozen=True)
@@ -90,28 +100,44 @@ class Metrics:
                                ["api", "result"], registry=registry)
         # (route, method, status, kind, cache) -> [requests, bytes, seconds, counts per bucket]
         self._pending: dict[tuple[str, str, int, str, str | None], list] = {}
+        self._pushed = monotonic()
 
-    # --- recording (hot path) ---
+    # --- recording ---
 
-    def request(self, route: str, method: str, status: int, seconds: float, kind: str, sent: int,
-                cache: str | None) -> None:
-        """An answered request, added to this process's pending sums (see flush)."""
-        key = (route, method, status, kind, cache)
-        slot = self._pending.get(key)
-        if slot is None:
-            slot = self._pending[key] = [0, 0, 0.0, [0] * (len(HTTP_BUCKETS) + 1)]
-        slot[0] += 1
-        slot[1] += sent
-        slot[2] += seconds
-        slot[3][bisect_left(HTTP_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
-
-    def flush(self) -> None:
-        """Add the pending sums to the metrics (every FLUSH_INTERVAL, and before a scrape).
+    def tally(self, entries: list[tuple]) -> None:
+        """Add a batch of answered requests (observe.journal.Entry tuples) to this process's
+        pending sums, which push() hands to prometheus-client.
 
         A request recorded straight into prometheus-client costs ~6 us (five locked writes to
-        memory-mapped files in multiprocess mode), which at tens of thousands of warm pages a
-        second is more than the 10% the hot path may spend on being observed; sums per label
-        set, added once a second, cost a fraction of a microsecond per request."""
+        memory-mapped files in multiprocess mode), more than the 10% of a warm page's time that
+        being observed may cost; sums per label set, pushed once a second, cost a fraction of a
+        microsecond per request."""
+        pending = self._pending
+        for start, end, _, method, _, route, filename, status, sent, cache, _ in entries:
+            kind = route.kind
+            if filename is not None:
+                kind = FILE_KINDS.get(filename[filename.rfind("."):], "file")
+            key = (route.template, method, status, kind, cache)
+            slot = pending.get(key)
+            if slot is None:
+                slot = pending[key] = [0, 0, 0.0, [0] * (len(HTTP_BUCKETS) + 1)]
+            seconds = end - start
+            slot[0] += 1
+            slot[1] += sent
+            slot[2] += seconds
+            slot[3][bisect_left(HTTP_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
+            if route.upload_api is not None and method == "POST":
+                self.uploads.labels(route.upload_api, upload_result(status)).inc()
+
+    def push_due(self) -> None:
+        """push(), if FLUSH_INTERVAL has passed since the last one."""
+        now = monotonic()
+        if now - self._pushed >= FLUSH_INTERVAL:
+            self.push()
+
+    def push(self) -> None:
+        """Add the pending sums to the metrics (every FLUSH_INTERVAL, and before a scrape)."""
+        self._pushed = monotonic()
         pending, self._pending = self._pending, {}
         for (route, method, status, kind, cache), (count, sent, seconds, buckets) in pending.items():
             label = method if method in METHODS else "other"
@@ -126,9 +152,6 @@ class Metrics:
         self.upstream_requests.labels(name, outcome).inc()
         if seconds is not None:
             self.upstream_seconds.labels(name).observe(seconds)
-
-    def upload(self, api: str, result: str) -> None:
-        self.uploads.labels(api, result).inc()
 
     # --- exposition ---
 

@@ -8,7 +8,6 @@ replaced by "<token>".
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -18,11 +17,14 @@ from urllib.parse import quote, unquote
 
 import msgspec
 
-ACCESS = logging.getLogger("tidegate.access")
+ACCESS_LOGGER = "tidegate.access"
+ACCESS = logging.getLogger(ACCESS_LOGGER)
 TEXT_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 # The token segment of a stage or session URL, however many slashes or dot segments lead to it.
 _TOKEN = re.compile(r"^((?:/+\.{1,2}(?=/))*/+(?:stage|upload/+session)/+)[^/?]+")
 _json = msgspec.json.Encoder()
+_DIGITS2 = [f"{i:02d}" for i in range(100)]
+_DIGITS3 = [f"{i:03d}" for i in range(1000)]
 
 
 # What quote() leaves as it is in a redacted path: the characters of a path and query as sent.
@@ -72,59 +74,54 @@ class RequestLog:
     """Writes the request log: a line per request, in the text or JSON format of every other
     log line, to standard error like them.
 
-    Not through the logging module, and not formatted while the request is answered: a
-    LogRecord, its formatting and a write cost ~18 us per request, a quarter of a warm page's
-    time. A request adds a tuple of plain values; every FLUSH_INTERVAL the waiting ones are
-    formatted and written at once, so at most that much of the log is lost if the process is
-    killed."""
-
-    FLUSH_INTERVAL = 0.2
+    Not through the logging module, and not while the request is answered: a LogRecord, its
+    formatting and a write cost ~18 us per request, a quarter of a warm page's time. The lines
+    of a batch of requests (observe.journal) are formatted in one loop and written at once."""
 
     def __init__(self, log_format: str) -> None:
         self.json = log_format == "json"
-        self._pending: list[tuple] = []
-        self._timer: asyncio.TimerHandle | None = None
         self._second = -1
         self._stamp = ""
-        self._pid = os.getpid()
 
-    def add(self, entry: tuple) -> None:
-        """(time, remote, method, origin-form raw path with query, status, bytes sent, seconds, cache
-        result, upstreams asked, comma-separated, or None) of an answered request."""
-        self._pending.append(entry)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.FLUSH_INTERVAL, self.flush)
-
-    def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        self._pid = os.getpid()  # once per batch: it is a system call
-        text = "".join(map(self.line, pending))
+    def write(self, entries: list[tuple], offset: float) -> None:
+        """Write the lines of a batch of observe.journal.Entry tuples, whose perf_counter()
+        times plus `offset` are wall-clock times."""
+        # Per batch, not per line: the pid (a system call) and the line's fixed part.
+        pid = os.getpid()
+        head = f" {pid} INFO {ACCESS_LOGGER}: "
+        lines = []
+        add = lines.append
+        stamped, stamp = self._second, self._stamp  # the time stamp of that second, to the second
+        for start, end, remote, method, raw_path, _, _, status, sent, cache, upstream in entries:
+            now = end + offset
+            second = int(now)
+            if second != stamped:
+                stamped = second
+                stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) if self.json
+                         else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+            millis = _DIGITS3[min(int((now - second) * 1000), 999)]
+            path = raw_path.partition("?")[0]  # as sent (percent-encoded): no control characters
+            if "%" in path or "stage" in path or "session" in path:  # what a token URL needs (see redact)
+                path = redact(path)
+            if self.json:
+                add(_json.encode({
+                    "time": f"{stamp}.{millis}Z", "level": "info",
+                    "logger": ACCESS_LOGGER, "pid": pid, "message": "request", "remote": remote, "method": method,
+                    "path": path, "status": status, "bytes": sent, "duration_ms": round((end - start) * 1000, 3),
+                    "cache": cache, "upstream": upstream,
+                }).decode())
+                add("\n")
+            else:
+                # The milliseconds from tables, not format specs: a formatted float is most of a
+                # line's cost.
+                hundredths = int((end - start) * 100000.0 + 0.5)
+                add(f'{stamp},{millis}{head}{remote or "-"} '
+                    f'"{method} {path}" {status} {sent} {hundredths // 100}.{_DIGITS2[hundredths % 100]}ms '
+                    f'cache={cache or "-"} upstream={upstream or "-"}\n')
+        self._second, self._stamp = stamped, stamp
         stream = sys.stderr  # looked up now: whatever standard error is at the time
         try:
-            stream.write(text)
+            stream.write("".join(lines))
             stream.flush()
         except (OSError, ValueError):  # a closed or full log stream must not fail requests
             pass
-
-    def line(self, entry: tuple) -> str:
-        now, remote, method, raw_path, status, sent, seconds, cache, upstream = entry
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) if self.json
-                           else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
-        millis = int((now - second) * 1000)
-        path = redact(raw_path.partition("?")[0])  # as sent (percent-encoded): no control characters
-        if self.json:
-            return _json.encode({
-                "time": f"{self._stamp}.{millis:03d}Z", "level": "info", "logger": ACCESS.name, "pid": self._pid,
-                "message": "request", "remote": remote, "method": method, "path": path, "status": status,
-                "bytes": sent, "duration_ms": round(seconds * 1000, 3), "cache": cache, "upstream": upstream,
-            }).decode() + "\n"
-        return (f'{self._stamp},{millis:03d} {self._pid} INFO {ACCESS.name}: {remote or "-"} "{method} {path}" '
-                f'{status} {sent} {seconds * 1000:.2f}ms cache={cache or "-"} upstream={upstream or "-"}\n')

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..observe.metrics import Metrics
-from ..observe.requestlog import RequestLog
+from ..observe.journal import Journal
 from ..publish.service import Publisher
 from ..publish.tokens import Tokens
 from ..readpath.local import LocalSource
@@ -20,4 +20,4 @@ LOCAL = web.AppKey("local", LocalSource)  # the local index source, which stage 
 PUBLISHER = web.AppKey("publisher", Publisher)
 TOKENS = web.AppKey("tokens", Tokens)
 METRICS = web.AppKey("metrics", Metrics)  # absent when the setting `metrics` is off
-REQUEST_LOG = web.AppKey("request_log", RequestLog)  # absent when the request log is off
+JOURNAL = web.AppKey("journal", Journal)  # absent when both the metrics and the request log are off

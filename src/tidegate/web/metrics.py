@@ -10,7 +10,7 @@ from ..observe.metrics import CONTENT_TYPE, Figures
 from ..publish.states import SessionState
 from ..storage import Storage
 from .auth import CHALLENGE, authenticate
-from .keys import METRICS, SETTINGS, STORAGE
+from .keys import JOURNAL, METRICS, SETTINGS, STORAGE
 from .responses import error
 
 
@@ -29,7 +29,8 @@ async def metrics(request: web.Request) -> web.Response:
     if settings.metrics_auth and await authenticate(request, settings) is None:
         return error(401, "The metrics require credentials of a configured user.", CHALLENGE)
     recorder = request.app[METRICS]
-    recorder.flush()  # this worker's requests up to now; the others' are at most FLUSH_INTERVAL old
+    request.app[JOURNAL].flush()  # this worker's requests up to now; the others' are at most FLUSH_INTERVAL old
+    recorder.push()
     # Reading every worker's files is blocking work: off the event loop.
     body = await asyncio.get_running_loop().run_in_executor(
         None, recorder.exposition, await figures(request.app[STORAGE]))

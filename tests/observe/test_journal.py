@@ -1,0 +1,62 @@
+"""The journal: answered requests recorded as plain tuples, handed in batches to the metrics
+and the request log, with the line's figures as the request saw them."""
+
+from __future__ import annotations
+
+import re
+
+from tidegate.observe.journal import Entry, Journal, Route
+from tidegate.observe.metrics import Figures, Metrics
+from tidegate.observe.requestlog import RequestLog
+
+PAGE = Route("/simple/{project}/", "page", None)
+FILE = Route("/files/{project}/{filename}", "file", None)
+LEGACY = Route("/legacy/", "other", "legacy")
+
+
+def entry(**fields) -> tuple:
+    values = dict(start=10.0, end=10.0123456, remote="10.1.2.3", method="GET", raw_path="/simple/demo/?x=1",
+                  route=PAGE, filename=None, status=200, sent=9562, cache="hit", upstreams=None)
+    values.update(fields)
+    return tuple(Entry(**values))  # a plain tuple, as the middleware appends
+
+
+def test_a_batch_becomes_lines_in_order_with_exact_figures(capsys):
+    journal = Journal(None, RequestLog("text"))
+    journal.record(entry())
+    journal.record(entry(end=10.0 + 1234.56789, raw_path="/stage/sEcReT/simple/", status=404, sent=0,
+                         cache=None, upstreams="pypi,mirror"))
+    journal.record(entry(end=10.000001, remote=None, method="HEAD"))
+    assert capsys.readouterr().err == ""  # nothing is written while requests are answered
+    journal.flush()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \d+ INFO tidegate.access: "
+    assert re.fullmatch(stamp + r'10\.1\.2\.3 "GET /simple/demo/" 200 9562 12\.35ms cache=hit upstream=-', lines[0])
+    assert re.fullmatch(stamp + r'10\.1\.2\.3 "GET /stage/<token>/simple/" 404 0 1234567\.89ms cache=- '
+                        r'upstream=pypi,mirror', lines[1]), lines[1]
+    assert re.fullmatch(stamp + r'- "HEAD /simple/demo/" 200 9562 0\.00ms cache=hit upstream=-', lines[2])
+    journal.flush()  # an empty batch writes nothing
+    assert capsys.readouterr().err == ""
+
+
+def test_a_batch_is_summed_for_the_metrics_by_route_kind_and_outcome():
+    metrics = Metrics()
+    journal = Journal(metrics, None)
+    for _ in range(3):
+        journal.record(entry())
+    journal.record(entry(route=FILE, filename="demo-1.0-py3-none-any.whl.metadata", sent=100, cache="miss"))
+    journal.record(entry(route=LEGACY, method="POST", status=400, cache=None))
+    journal.flush()
+    assert "tidegate_http_requests_total{" not in metrics.exposition(Figures()).decode()  # pushed once a second
+    metrics.push()
+    text = metrics.exposition(Figures()).decode()
+    expected = ['tidegate_http_requests_total{method="GET",route="/simple/{project}/",status="200"} 3.0',
+                'tidegate_http_requests_total{method="POST",route="/legacy/",status="400"} 1.0',
+                'tidegate_cache_lookups_total{kind="page",result="hit"} 3.0',
+                'tidegate_cache_lookups_total{kind="metadata",result="miss"} 1.0',
+                'tidegate_served_bytes_total{kind="page"} 28686.0',
+                'tidegate_served_bytes_total{kind="metadata"} 100.0']
+    lines = text.splitlines()
+    assert all(line in lines for line in expected), text
+    assert 'tidegate_uploads_total{api="legacy",result="refused"} 1.0' in lines
