@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 
 from support.fakeindex import Fault
-from tidegate.cache.downloads import DownloadFailed, Downloads, blob_key
+from tidegate.cache.downloads import DownloadFailed, Downloads
+from tidegate.cache.keys import blob_key
 from tidegate.config import build
 from tidegate.simple.model import File
 from tidegate.storage.blobs import FileBlobStore

@@ -22,7 +22,7 @@ from typing import BinaryIO, Callable
 
 import msgspec
 
-from ..cache.downloads import blob_key
+from ..cache.keys import blob_key
 from ..publish.service import Publisher
 from ..simple.json_page import project_document
 from ..simple.names import normalize

@@ -1,15 +1,14 @@
 """Ed25519 signatures over a bundle's manifest, with the `cryptography` library (no crypto of
 our own). Keys are PEM files: the private key PKCS#8 (mode 0600), the public key beside it as
-KEYFILE.pub (SubjectPublicKeyInfo)."""
+KEYFILE.pub (SubjectPublicKeyInfo).
+
+`cryptography` is imported by the functions that use it: an unsigned export or an import without
+a key would pay its load time for nothing."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 
 class KeyFileError(ValueError):
@@ -18,6 +17,9 @@ class KeyFileError(ValueError):
 
 def keygen(path: Path) -> Path:
     """Write a new key pair: `path` (private) and `path`.pub; returns the public key's path."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
@@ -31,6 +33,9 @@ def keygen(path: Path) -> Path:
 
 
 def sign(key_file: Path, data: bytes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
@@ -41,6 +46,10 @@ def sign(key_file: Path, data: bytes) -> bytes:
 
 
 def verify(public_key_file: Path, data: bytes, signature: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(public_key_file.read_bytes())
     except (OSError, ValueError) as exc:

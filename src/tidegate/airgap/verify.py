@@ -13,7 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from ..cache.downloads import blob_key
+from ..cache.keys import blob_key
 from ..publish.service import Publisher
 from ..storage import BlobStore, Storage
 from .progress import Progress

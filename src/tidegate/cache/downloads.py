@@ -57,13 +57,6 @@ class DownloadFailed(Exception):
         self.full = full  # failed because the disk is full (a 507, not the upstream's fault)
 
 
-def blob_key(file: File) -> str:
-    """Files are addressed by their sha256; one the upstream gave no sha256 for, by its URL."""
-    if file.sha256:
-        return file.sha256
-    return "url-" + hashlib.sha256(file.url.encode()).hexdigest()
-
-
 def lock_name(key: str) -> str:
     return "download:" + key
 

@@ -19,7 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 from ..cache.sink import HashingSink
 from ..config import Settings, User
@@ -35,7 +35,12 @@ from .errors import Conflict, Denied, Invalid, NotFound, PublishError, Unavailab
 from .protocol import MECHANISM
 from .rows import end_session, extend_session, file_changed, referenced, transition_upload
 from .states import FileEvent, FileState, SessionEvent, SessionState
-from .validate import Inspected, check_filename, check_hashes, check_name_version, check_size, inspect_archive
+
+if TYPE_CHECKING:
+    from .validate import Inspected
+
+# validate.py (email, packaging.metadata, the archive formats) is imported by the methods that
+# check what a client sends: the air-gap commands use this service but never validate an upload.
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +132,8 @@ class Publisher:
     # --- publishing sessions ---
 
     async def create_session(self, user: Who, name: object, version: object) -> SessionView:
+        from .validate import check_name_version
+
         if not isinstance(name, str) or not isinstance(version, str):
             raise Invalid("name and version are required strings.", source="name")
         project, version = check_name_version(name, version)
@@ -258,6 +265,8 @@ class Publisher:
 
     async def add_file(self, user: Who, token: str, request: Mapping[str, object]) -> Upload:
         """A new file upload session from a request's filename, size, hashes and mechanism."""
+        from .validate import check_filename, check_hashes, check_size
+
         session = (await self.session(user, token)).session
         filename = request.get("filename")
         if not isinstance(filename, str):
@@ -449,6 +458,8 @@ class Publisher:
     async def legacy_upload(self, user: Who, fields: Mapping[str, str], received: Received, filename: str) -> bool:
         """Publish one file uploaded through the legacy API; False if the same file was already
         published (a re-upload changes nothing). The caller discards `received`."""
+        from .validate import check_filename, check_name_version
+
         project, version = check_name_version(fields.get("name", ""), fields.get("version", ""))
         check_filename(filename, project, version)
         require_right(user, project)
@@ -647,6 +658,8 @@ class Publisher:
         return file
 
     async def _release(self, who: Who, name: str, version: str) -> tuple[NormalizedName, str]:
+        from .validate import check_name_version
+
         project, version = check_name_version(name, version)
         require_right(who, project)
         files = await self._index.read(lambda rows: [f for f in rows.files_of(project) if f.version == version])
@@ -752,6 +765,8 @@ class Publisher:
             raise
 
     async def _inspect(self, sha256: str, filename: str, project: str, version: str) -> Inspected:
+        from .validate import inspect_archive
+
         fh = await self._blobs.open(sha256)
         if fh is None:
             raise Invalid("The uploaded bytes are no longer stored; upload the file again.", source="content")

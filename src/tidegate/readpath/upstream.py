@@ -19,7 +19,8 @@ from typing import AsyncIterator
 import aiohttp
 import msgspec
 
-from ..cache.downloads import CHUNK, Download, DownloadFailed, Downloads, blob_key
+from ..cache.downloads import CHUNK, Download, DownloadFailed, Downloads
+from ..cache.keys import blob_key
 from ..ranges import parse_range
 from ..cache.flight import SingleFlight
 from ..config import Settings
