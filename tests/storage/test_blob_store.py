@@ -133,3 +133,21 @@ async def test_usage_from_the_index(new_blob_store):
     assert await store.usage() == (2, 150)
     await store.remove(digest(b"a" * 100))
     assert await store.usage() == (1, 50)
+
+
+async def test_commit_many_makes_unsynced_temp_files_blobs_at_once(new_blob_store):
+    """A bundle's import: temp files written without an fsync each, committed together."""
+    store = await new_blob_store()
+    blobs = [os.urandom(n) for n in (0, 1, 70_000, 300_001)]
+    pairs = []
+    for data in blobs:
+        temp = store.temp_path(digest(data))
+        temp.write_bytes(data)
+        pairs.append((temp, digest(data)))
+    assert not any([await store.exists(key) for _, key in pairs])
+    await store.commit_many(pairs)
+    for data, (temp, key) in zip(blobs, pairs):
+        assert await read(store, key) == data and not temp.exists()
+    assert await store.usage() == (4, sum(map(len, blobs)))
+    await store.commit_many([])  # nothing to do
+    assert sorted(await store.keys()) == sorted(key for _, key in pairs)

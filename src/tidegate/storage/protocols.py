@@ -44,6 +44,10 @@ class BlobStore(Protocol):
     async def commit(self, temp: Path, key: str) -> None:
         """Make the (fsynced) temp file the blob for key, atomically."""
 
+    async def commit_many(self, blobs: list[tuple[Path, str]]) -> None:
+        """Commit many (temp file, key) pairs whose temp files were written and verified but not
+        fsynced: on return every one is committed and durable, each atomically."""
+
     async def remove(self, key: str) -> None: ...
 
     async def keys(self) -> list[str]: ...

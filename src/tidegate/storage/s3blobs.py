@@ -241,14 +241,27 @@ class S3BlobStore:
             except Exception:  # the server failed it midway: one more try, whole, below
                 streamed = False
         if not streamed:
-            try:
-                await obstore.put_async(self._s3, self._path(key), temp, chunk_size=PART_SIZE,
-                                        max_concurrency=PARTS_AT_ONCE)
-            except Exception as exc:
-                raise unavailable(exc) from exc
+            await self._put(temp, key)
         await self.tier.commit(temp, key)
         if self._sizes is not None:
             self._sizes[key] = size
+
+    async def _put(self, temp: Path, key: str) -> None:
+        try:
+            await obstore.put_async(self._s3, self._path(key), temp, chunk_size=PART_SIZE,
+                                    max_concurrency=PARTS_AT_ONCE)
+        except Exception as exc:
+            raise unavailable(exc) from exc
+
+    async def commit_many(self, blobs: list[tuple[Path, str]]) -> None:
+        """Each to the bucket (durable there once its PUT returns), then all to the disk tier at
+        once (which syncs them there)."""
+        sizes = {key: temp.stat().st_size for temp, key in blobs}
+        for temp, key in blobs:
+            await self._put(temp, key)
+        await self.tier.commit_many(blobs)
+        if self._sizes is not None:
+            self._sizes.update(sizes)
 
     async def remove(self, key: str) -> None:
         try:
