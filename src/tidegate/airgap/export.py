@@ -30,8 +30,7 @@ from ..storage import Storage
 from . import manifest as mf
 from .progress import Progress
 from .signing import sign
-
-COPY_BUFFER = 1024 * 1024
+from .tarfile_io import ShortSource, TarWriter
 
 
 class ExportError(Exception):
@@ -139,7 +138,10 @@ async def export(storage: Storage, publisher: Publisher, output: Path, *, since:
             if fh is None:
                 raise ExportError(f"{member.kind} file {member.key} left the store while exporting; export again")
             opened.append((member, fh))
-        await asyncio.to_thread(_write, output, data, signature, opened)
+        try:
+            await asyncio.to_thread(_write, output, data, signature, opened)
+        except ShortSource as exc:
+            raise ExportError(f"a file changed while exporting ({exc}); export again") from None
     finally:
         for _, fh in opened:
             fh.close()
@@ -156,30 +158,27 @@ async def _hash_blob(storage: Storage, key: str) -> str:
 
 def _write(output: Path, data: bytes, signature: bytes | None, opened: list[tuple[mf.Member, BinaryIO]]) -> None:
     """Write the tar next to `output`, fsync it and rename it into place: never half a bundle
-    under the final name."""
+    under the final name, and the command returns only once the bundle is on its disk (it is
+    often a removable one). Member data is copied file to file by the kernel."""
     temp = output.with_name(f".{output.name}.{os.getpid()}.part")
     progress = Progress("export", len(opened))
     try:
-        with open(temp, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                tar.copybufsize = COPY_BUFFER
-                _add(tar, mf.MANIFEST, len(data), io.BytesIO(data))
-                if signature is not None:
-                    _add(tar, mf.SIGNATURE, len(signature), io.BytesIO(signature))
-                for member, fh in opened:
-                    _add(tar, member.name, member.size, fh)
-                    progress.advance()
-            raw.flush()
-            os.fsync(raw.fileno())
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            tar = TarWriter(fd)
+            tar.add_bytes(mf.MANIFEST, data)
+            if signature is not None:
+                tar.add_bytes(mf.SIGNATURE, signature)
+            for member, fh in opened:
+                tar.add_file(member.name, member.size, fh)
+                progress.advance()
+            tar.close()
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temp, output)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     finally:
         progress.finish()
-
-
-def _add(tar: tarfile.TarFile, name: str, size: int, fh: BinaryIO) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, 0o644, 0
-    tar.addfile(info, fh)

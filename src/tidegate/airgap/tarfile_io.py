@@ -1,0 +1,153 @@
+"""The bytes of a bundle: a plain POSIX.1-2001 (pax) tar, written and read without copying member
+data through Python where the kernel can copy it.
+
+tarfile builds and parses the headers (the format is tarfile's own, so any tar reads a bundle);
+member data goes file to file with copy_file_range(2) (sendfile(2), then read/write, where a
+kernel or filesystem refuses it). Hashing reads the bytes through mmap in large slices, so
+hashlib releases the GIL and several members hash at once on several cores.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import mmap
+import os
+import tarfile
+from typing import BinaryIO
+
+BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
+SLICE = 8 * 1024 * 1024  # bytes per hashlib.update or copy call: large enough to release the GIL
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF,
+                   errno.ETXTBSY, errno.EPERM}
+
+
+class ShortSource(OSError):
+    """A source file ended before the bytes it was supposed to hold."""
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def copy_range(src: int, dst: int, count: int, offset: int = 0) -> None:
+    """Append `count` bytes of `src` from `offset` to `dst` (at its file position)."""
+    done = 0
+    kernel = [getattr(os, "copy_file_range", None), _sendfile]
+    for copy in kernel:
+        if copy is None:
+            continue
+        try:
+            while done < count:
+                n = copy(src, dst, min(count - done, 1 << 30), offset + done)
+                if n == 0:
+                    raise ShortSource(f"the source ended {count - done} bytes early")
+                done += n
+            return
+        except ShortSource:
+            raise
+        except OSError as exc:
+            if exc.errno not in _NO_KERNEL_COPY:
+                raise
+            # Nothing was copied by a call that failed; what earlier calls copied stays.
+    buffer = bytearray(min(SLICE, max(count - done, 1)))
+    view = memoryview(buffer)
+    while done < count:
+        n = os.preadv(src, [view[: min(len(view), count - done)]], offset + done)
+        if n == 0:
+            raise ShortSource(f"the source ended {count - done} bytes early")
+        _write_all(dst, view[:n])
+        done += n
+
+
+def _sendfile(src: int, dst: int, count: int, offset: int) -> int:
+    return os.sendfile(dst, src, offset, count)
+
+
+def sha256_of(fd: int, size: int, offset: int = 0) -> str:
+    """The sha256 of `size` bytes of `fd` from `offset`, read through a mapping (no copy)."""
+    digest = hashlib.sha256()
+    if size == 0:
+        return digest.hexdigest()
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    with mmap.mmap(fd, size + offset - start, prot=mmap.PROT_READ, offset=start) as mapped:
+        if hasattr(mapped, "madvise"):
+            mapped.madvise(mmap.MADV_SEQUENTIAL)
+        view = memoryview(mapped)
+        try:
+            skip = offset - start
+            for at in range(skip, skip + size, SLICE):
+                digest.update(view[at: min(at + SLICE, skip + size)])
+        finally:
+            view.release()
+    return digest.hexdigest()
+
+
+def header(name: str, size: int) -> bytes:
+    """The tar header block(s) of a regular member, exactly as tarfile.addfile writes it."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+
+class TarWriter:
+    """Writes a tar to an open file descriptor, member by member."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.offset = 0
+
+    def _put(self, data: bytes | memoryview) -> None:
+        _write_all(self.fd, data)
+        self.offset += len(data)
+
+    def _pad(self, size: int) -> None:
+        if size % BLOCK:
+            self._put(bytes(BLOCK - size % BLOCK))
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self._put(header(name, len(data)))
+        self._put(data)
+        self._pad(len(data))
+
+    def add_file(self, name: str, size: int, source: BinaryIO) -> None:
+        """`size` bytes of `source` from its start (copied by the kernel when it has a descriptor)."""
+        self._put(header(name, size))
+        try:
+            fd = source.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        if fd is None:
+            data = source.read(size)
+            if len(data) != size:
+                raise ShortSource(f"{name}: the source ended {size - len(data)} bytes early")
+            self._put(data)
+        else:
+            try:
+                copy_range(fd, self.fd, size)
+            except ShortSource as exc:
+                raise ShortSource(f"{name}: {exc}") from None
+            self.offset += size
+        self._pad(size)
+
+    def close(self) -> None:
+        """The end-of-archive blocks, padded to a whole record, as tarfile ends an archive."""
+        self._put(bytes(2 * BLOCK))
+        if self.offset % RECORD:
+            self._put(bytes(RECORD - self.offset % RECORD))
+
+
+def members(fileobj: BinaryIO) -> list[tarfile.TarInfo]:
+    """Every member header of a seekable tar, in order (the data is skipped, not read), each
+    checked to lie wholly inside the file. Raises tarfile.TarError on a damaged or short tar."""
+    end = os.fstat(fileobj.fileno()).st_size
+    out = []
+    with tarfile.open(fileobj=fileobj, mode="r:") as tar:
+        for info in tar:
+            if info.offset_data + info.size > end:
+                raise tarfile.ReadError(f"unexpected end of data inside {info.name!r}")
+            out.append(info)
+    return out
