@@ -154,8 +154,11 @@ async def import_bundle(storage: Storage, publisher: Publisher, path: Path, *,
         # syncs), nothing of this bundle is visible, and a crash before them leaves at most
         # unlisted, whole, content-addressed blobs (or temp files start-up removes).
         for store, kind in ((storage.cache_blobs, mf.CACHED), (storage.local_blobs, mf.LOCAL)):
-            await store.commit_many([(received.temps[m.name], m.key) for m in manifest.files
-                                     if m.kind == kind and m.name in received.temps])
+            try:
+                await store.commit_many([(received.temps[m.name], m.key) for m in manifest.files
+                                         if m.kind == kind and m.name in received.temps])
+            except OSError as exc:  # a disk that fails the sync: no page lists these blobs yet
+                raise Refused(f"cannot write the bundle's files to disk: {exc.strerror or exc}") from None
     except BaseException:
         await release_all(leases)
         raise
@@ -295,6 +298,7 @@ def _take(fd: int, member: mf.Member, offset: int, temp: Path | None, received: 
         try:
             tarfile_io.copy_range(fd, out, member.size, offset)
             digest = tarfile_io.sha256_of(out, member.size)
+            tarfile_io.start_writeback(out, 0, member.size)  # the sync before the commit waits less
         finally:
             os.close(out)
     if digest != member.sha256:
