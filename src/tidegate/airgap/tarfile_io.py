@@ -69,12 +69,17 @@ def _sendfile(src: int, dst: int, count: int, offset: int) -> int:
 
 
 def sha256_of(fd: int, size: int, offset: int = 0) -> str:
-    """The sha256 of `size` bytes of `fd` from `offset`, read through a mapping (no copy)."""
+    """The sha256 of `size` bytes of `fd` from `offset`, read through a mapping (no copy), or
+    read in slices where the file cannot be mapped."""
     digest = hashlib.sha256()
     if size == 0:
         return digest.hexdigest()
     start = offset - offset % mmap.ALLOCATIONGRANULARITY
-    with mmap.mmap(fd, size + offset - start, prot=mmap.PROT_READ, offset=start) as mapped:
+    try:
+        mapped = mmap.mmap(fd, size + offset - start, prot=mmap.PROT_READ, offset=start)
+    except (OSError, ValueError):
+        return _sha256_read(fd, size, offset)
+    with mapped:
         if hasattr(mapped, "madvise"):
             mapped.madvise(mmap.MADV_SEQUENTIAL)
         view = memoryview(mapped)
@@ -106,6 +111,19 @@ def start_writeback(fd: int, offset: int, size: int) -> None:
     call = _sync_file_range()
     if call is not None and size > 0:
         call(fd, offset, size, 2)  # SYNC_FILE_RANGE_WRITE; a failure is not ours to report here
+
+
+def _sha256_read(fd: int, size: int, offset: int) -> str:
+    digest = hashlib.sha256()
+    buffer = memoryview(bytearray(min(SLICE, size)))
+    done = 0
+    while done < size:
+        n = os.preadv(fd, [buffer[: min(len(buffer), size - done)]], offset + done)
+        if n == 0:
+            raise ShortSource(f"the file ended {size - done} bytes early")
+        digest.update(buffer[:n])
+        done += n
+    return digest.hexdigest()
 
 
 def header(name: str, size: int) -> bytes:
