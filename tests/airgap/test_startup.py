@@ -26,8 +26,9 @@ def _run(argv: list[str]) -> tuple[int, list[str]]:
     return rc, heavy
 
 
-def test_export_import_and_verify_load_no_http_stack_no_crypto_unless_signing(tmp_path):
+def test_export_import_verify_and_prune_load_no_http_stack_no_crypto_unless_signing(tmp_path):
     source, bundle = tmp_path / "source", tmp_path / "b.tgb"
     assert _run(["export", "--data-dir", str(source), "--output", str(bundle)]) == (0, [])
     assert _run(["import", str(bundle), "--data-dir", str(tmp_path / "mirror")]) == (0, [])
     assert _run(["verify", "--data-dir", str(tmp_path / "mirror")]) == (0, [])
+    assert _run(["prune", "--data-dir", str(tmp_path / "mirror"), "--keep-latest", "1", "--dry-run"]) == (0, [])

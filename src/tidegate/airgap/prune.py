@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from ..cache.downloads import blob_key, lock_name
+from ..cache.keys import blob_key, lock_name
 from ..publish.errors import PublishError
 from ..publish.service import Publisher
 from ..storage import Storage

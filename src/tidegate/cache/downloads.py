@@ -41,6 +41,7 @@ from ..storage import BlobStore, Locks
 from ..storage.full import FULL_MESSAGE, disk_full, has_room
 from ..storage.protocols import Lease
 from ..upstream.client import UpstreamClient, UpstreamError
+from .keys import lock_name
 from .sink import HashingSink
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,6 @@ class DownloadFailed(Exception):
     def __init__(self, message: str, *, full: bool = False) -> None:
         super().__init__(message)
         self.full = full  # failed because the disk is full (a 507, not the upstream's fault)
-
-
-def lock_name(key: str) -> str:
-    return "download:" + key
 
 
 class Download:

@@ -1,5 +1,6 @@
-"""How a distribution file is addressed in the blob store. Pure, and apart from downloads.py so
-that the commands that only read the store (export, verify) need not import the HTTP stack."""
+"""How a distribution file is addressed in the blob store, and the lock of its download. Pure,
+and apart from downloads.py so that the commands that only work on the store (export, import,
+verify, prune) need not import the HTTP stack."""
 
 from __future__ import annotations
 
@@ -13,3 +14,8 @@ def blob_key(file: File) -> str:
     if file.sha256:
         return file.sha256
     return "url-" + hashlib.sha256(file.url.encode()).hexdigest()
+
+
+def lock_name(key: str) -> str:
+    """The lock held while the blob `key` is downloaded (and while prune removes it)."""
+    return "download:" + key
