@@ -197,8 +197,8 @@ def main() -> int:
             startup_round(tidegate, tmp / f"start-{i}", env, start_rows, "")
             if baseline_env is not None:
                 startup_round(tidegate, tmp / f"start-base-{i}", baseline_env, start_rows, "baseline_")
-            shown = {**{f"small {k}": v for k, v in small_rows.items()}, **{f"large {k}": v for k, v in large_rows.items()},
-                     **start_rows}
+            shown = {**{f"small {k}": v for k, v in small_rows.items()},
+                     **{f"large {k}": v for k, v in large_rows.items()}, **start_rows}
             print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in shown.items() if v), flush=True)
         for case, rows in (("small", small_rows), ("large", large_rows)):
             if case not in cases:
