@@ -15,6 +15,8 @@ from support.fakeindex import Fault
 from support.uploadapi import UPLOAD, basic
 from test_legacy import run, twine
 from test_serve import free_port
+from tidegate.publish.actor import Actor
+from tidegate.web.keys import TOKENS
 
 JSON = "application/vnd.pypi.simple.v1+json"
 USERS = [{"name": "ci", "password": "s3cret", "upload": ["demo-*"]}]
@@ -139,6 +141,19 @@ async def test_metrics_auth_requires_a_configured_user(tidegate):
         assert r.status == 401
     found = await scrape(tg, headers=basic("ci", "s3cret"))
     assert value(found, "tidegate_http_requests_total", route="/metrics", method="GET", status="401") == 2
+
+
+async def test_metrics_auth_takes_an_api_token(tidegate):
+    """A scraper can hold a token of its own (`__token__`), revoked without touching the user."""
+    tg = await tidegate(upstreams=[], users=USERS, metrics_auth=True)
+    tokens = tg.app[TOKENS]
+    made = await tokens.create(Actor(tg.settings.user("ci")), "ci", (), None)
+    await scrape(tg, headers=basic("__token__", made.secret))
+    await tokens.revoke(Actor(tg.settings.user("ci")), made.token.id)
+    async with tg.get("/metrics", headers=basic("__token__", made.secret)) as r:
+        assert r.status == 401
+    async with tg.get("/metrics", headers=basic("__token__", "tdg_" + "x" * 43)) as r:
+        assert r.status == 401
 
 
 async def test_metrics_off_means_no_endpoint(tidegate):

@@ -9,8 +9,8 @@ from aiohttp import hdrs, web
 from ..observe.metrics import CONTENT_TYPE, Figures
 from ..publish.states import SessionState
 from ..storage import Storage
-from .auth import CHALLENGE, authenticate
-from .keys import JOURNAL, METRICS, SETTINGS, STORAGE
+from .auth import CHALLENGE, may_read
+from .keys import JOURNAL, METRICS, SETTINGS, STORAGE, TOKENS
 from .responses import error
 
 
@@ -26,8 +26,10 @@ async def figures(storage: Storage) -> Figures:
 
 async def metrics(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    if settings.metrics_auth and await authenticate(request, settings) is None:
-        return error(401, "The metrics require credentials of a configured user.", CHALLENGE)
+    # A configured user, or one of their API tokens: a scraper can hold a token that can be
+    # revoked on its own rather than a user's password.
+    if settings.metrics_auth and not await may_read(request, settings, request.app[TOKENS]):
+        return error(401, "The metrics require credentials of a configured user or an API token.", CHALLENGE)
     recorder = request.app[METRICS]
     request.app[JOURNAL].flush()  # this worker's requests up to now; the others' are at most FLUSH_INTERVAL old
     recorder.push()
