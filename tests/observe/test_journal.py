@@ -9,13 +9,14 @@ from tidegate.observe.journal import Entry, Journal, Route
 from tidegate.observe.metrics import Figures, Metrics
 from tidegate.observe.requestlog import RequestLog
 
-PAGE = Route("/simple/{project}/", "page", None)
-FILE = Route("/files/{project}/{filename}", "file", None)
-LEGACY = Route("/legacy/", "other", "legacy")
+PAGE = Route("/simple/{project}/", "page", None, False)
+STAGE = Route("/stage/{token}/simple/", "page", None, True)
+FILE = Route("/files/{project}/{filename}", "file", None, False)
+LEGACY = Route("/legacy/", "other", "legacy", False)
 
 
 def entry(**fields) -> tuple:
-    values = dict(start=10.0, end=10.0123456, remote="10.1.2.3", method="GET", raw_path="/simple/demo/?x=1",
+    values = dict(start=10.0, end=10.0123456, remote="10.1.2.3", method="GET", target="/simple/demo/?x=1",
                   route=PAGE, filename=None, status=200, sent=9562, cache="hit", upstreams=None)
     values.update(fields)
     return tuple(Entry(**values))  # a plain tuple, as the middleware appends
@@ -24,7 +25,7 @@ def entry(**fields) -> tuple:
 def test_a_batch_becomes_lines_in_order_with_exact_figures(capsys):
     journal = Journal(None, RequestLog("text"))
     journal.record(entry())
-    journal.record(entry(end=10.0 + 1234.56789, raw_path="/stage/sEcReT/simple/", status=404, sent=0,
+    journal.record(entry(end=10.0 + 1234.56789, target="/stage/sEcReT/simple/", route=STAGE, status=404, sent=0,
                          cache=None, upstreams="pypi,mirror"))
     journal.record(entry(end=10.000001, remote=None, method="HEAD"))
     assert capsys.readouterr().err == ""  # nothing is written while requests are answered
@@ -60,3 +61,16 @@ def test_a_batch_is_summed_for_the_metrics_by_route_kind_and_outcome():
     lines = text.splitlines()
     assert all(line in lines for line in expected), text
     assert 'tidegate_uploads_total{api="legacy",result="refused"} 1.0' in lines
+
+
+def test_the_log_shows_the_origin_form_path_of_any_target(capsys):
+    """An absolute-form request line logs its path, as the router matched it; a request that
+    matched no route is redacted like a token route, however it spells one."""
+    unmatched = Route("(unmatched)", "other", None, True)
+    journal = Journal(None, RequestLog("text"))
+    journal.record(entry(target="http://mirror.example/simple/demo/?q=1"))
+    journal.record(entry(target="//%73tage//sEcReT/simple/", route=unmatched, status=404))
+    journal.flush()
+    lines = capsys.readouterr().err.splitlines()
+    assert '"GET /simple/demo/" 200' in lines[0]
+    assert '"GET //stage//<token>/simple/" 404' in lines[1] and "sEcReT" not in lines[1]

@@ -26,6 +26,7 @@ class Route(NamedTuple):
     template: str  # the route's template, never the raw path
     kind: str  # page, file or other
     upload_api: str | None  # the upload API whose outcome its POST answers are
+    secret: bool  # its paths may hold a stage or session token (or it is no route): the log redacts them
 
 
 class Entry(NamedTuple):
@@ -38,7 +39,7 @@ class Entry(NamedTuple):
     end: float  # perf_counter() when its answer was ready
     remote: str | None
     method: str
-    raw_path: str  # origin-form, percent-encoded as sent, with its query
+    target: str  # the request target as sent: origin-form (path and query) or, rarely, absolute-form
     route: Route
     filename: str | None  # of a file route: .metadata and .provenance are kinds of their own
     status: int

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
 
@@ -42,6 +42,15 @@ def redact(path: str) -> str:
         decoded = unquote(path)
         if _TOKEN.match(decoded):
             return quote(_TOKEN.sub(r"\1<token>", decoded, count=1), safe=_SAFE)
+    return path
+
+
+def loggable(path: str) -> str:
+    """The path of a request target as the log shows it: origin-form, token redacted."""
+    if path[:1] != "/":
+        path = urlsplit(path).path or "/"  # absolute-form: its path is what the router matched
+    if "%" in path or "stage" in path or "session" in path:  # what a token URL needs (see redact)
+        path = redact(path)
     return path
 
 
@@ -92,18 +101,20 @@ class RequestLog:
         lines = []
         add = lines.append
         stamped, stamp = self._second, self._stamp  # the time stamp of that second, to the second
-        for start, end, remote, method, raw_path, _, _, status, sent, cache, upstream in entries:
-            now = end + offset
-            second = int(now)
+        as_json, digits2, digits3 = self.json, _DIGITS2, _DIGITS3  # locals: read once a line
+        for start, end, remote, method, target, route, _, status, sent, cache, upstream in entries:
+            millis = int((end + offset) * 1000.0)
+            second = millis // 1000
             if second != stamped:
                 stamped = second
-                stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) if self.json
-                         else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
-            millis = _DIGITS3[min(int((now - second) * 1000), 999)]
-            path = raw_path.partition("?")[0]  # as sent (percent-encoded): no control characters
-            if "%" in path or "stage" in path or "session" in path:  # what a token URL needs (see redact)
-                path = redact(path)
-            if self.json:
+                stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) if as_json
+                         else time.strftime("%Y-%m-%d %H:%M:%S,", time.localtime(second)))
+            millis = digits3[millis - second * 1000]
+            query = target.find("?")
+            path = target if query < 0 else target[:query]  # as sent (percent-encoded): no control characters
+            if route[3] or not path.startswith("/"):  # a route of tokens, no route, or an absolute-form target
+                path = loggable(path)
+            if as_json:
                 add(_json.encode({
                     "time": f"{stamp}.{millis}Z", "level": "info",
                     "logger": ACCESS_LOGGER, "pid": pid, "message": "request", "remote": remote, "method": method,
@@ -115,8 +126,8 @@ class RequestLog:
                 # The milliseconds from tables, not format specs: a formatted float is most of a
                 # line's cost.
                 hundredths = int((end - start) * 100000.0 + 0.5)
-                add(f'{stamp},{millis}{head}{remote or "-"} '
-                    f'"{method} {path}" {status} {sent} {hundredths // 100}.{_DIGITS2[hundredths % 100]}ms '
+                add(f'{stamp}{millis}{head}{remote or "-"} '
+                    f'"{method} {path}" {status} {sent} {hundredths // 100}.{digits2[hundredths % 100]}ms '
                     f'cache={cache or "-"} upstream={upstream or "-"}\n')
         self._second, self._stamp = stamped, stamp
         stream = sys.stderr  # looked up now: whatever standard error is at the time

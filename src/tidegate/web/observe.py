@@ -29,21 +29,12 @@ def route_of(route: web.AbstractRoute) -> Route:
     resource = route.resource
     template = resource.canonical if resource is not None else UNMATCHED
     kind = "page" if "/simple" in template else "file" if template.endswith("/files/{project}/{filename}") else "other"
-    return Route(template, kind, UPLOADS.get(template))
+    return Route(template, kind, UPLOADS.get(template), "{token}" in template or resource is None)
 
 
-def sent_bytes(method: str, status: int, response: web.StreamResponse) -> int:
-    """Body bytes of the answer: of a response not sent yet (a page), its body's length; of one
-    the handler streamed (a file, which goes out by sendfile), its Content-Length.
-
-    The page's case first and without Response.content_length, whose isinstance() test of an
-    abstract class costs more than the rest of this function (callgrind)."""
-    if method == "HEAD" or status == 304 or status == 204:
-        return 0
-    if not response.prepared:
-        body = getattr(response, "body", None)
-        if type(body) is bytes:
-            return len(body)
+def streamed_bytes(response: web.StreamResponse) -> int:
+    """Body bytes of an answer the handler streamed (a file, which goes out by sendfile): its
+    Content-Length, or what was written. (A page's are its body's length: see the middleware.)"""
     length = response.content_length
     return length if length is not None else response.body_length
 
@@ -79,7 +70,12 @@ def middleware(journal: Journal):
             sent, cache = 0, None
             if response is not None:
                 status = response.status
-                sent = sent_bytes(method, status, response)
+                if method != "HEAD" and status != 304 and status != 204:
+                    # A page's body as it is sent (compressed already, if at all). Not
+                    # Response.content_length: its isinstance() test of an abstract class costs
+                    # more than the rest of this block (callgrind).
+                    body = getattr(response, "body", None)
+                    sent = len(body) if type(body) is bytes else streamed_bytes(response)
                 cache = response.headers.get(CACHE)
             match_info = request.match_info
             route = match_info.route
@@ -88,9 +84,9 @@ def middleware(journal: Journal):
                 labels = route_of(route)
                 if route.resource is not None:  # not aiohttp's route of one refusal (404, 405)
                     routes[route] = labels
-            # In the order of observe.journal.Entry. rel_url: the origin-form path even of an
-            # absolute-form request line.
-            record((start, end, request.remote, method, request.rel_url.raw_path, labels,
+            # In the order of observe.journal.Entry. raw_path: the target as sent, a string the
+            # parser made already (the log takes the path out of it, in a batch).
+            record((start, end, request.remote, method, request.raw_path, labels,
                     match_info.get("filename") if labels.kind == "file" else None, status, sent, cache,
                     ",".join(asked) if asked else None))
 
