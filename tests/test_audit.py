@@ -186,3 +186,28 @@ async def test_a_forged_first_forwarded_line_is_not_believed(tidegate):
             {"meta": {"api-version": "2.0"}, "name": "acme-core", "version": "1.0"})) as r:
         assert r.status == 201
     assert [e.address for e in await entries(tg)] == ["203.0.113.9"]
+
+
+async def test_deleting_a_staged_file_and_extending_are_audited(tidegate, tmp_path):
+    """What changes a session without publishing it is on record too: a staged file deleted
+    (DELETE of its upload URL) and each extension of the session or of a file."""
+    from support.uploadapi import UploadApi, basic
+
+    tg = await tidegate(upstreams=[], users=USERS)
+    api = UploadApi(tg, basic("rm", "pw"))
+    status, session, _ = await api.call("POST", "/upload/", {"name": "acme-core", "version": "1.0"})
+    assert status == 201
+    wheel = build_wheel(tmp_path, "acme-core", "1.0")
+    status, upload = await api.add_file(session, wheel)
+    assert status in (200, 201), upload
+    status, _, _ = await api.call("POST", session["links"]["extend"], {"extend-for": 600})
+    assert status == 200
+    status, _, _ = await api.call("POST", upload["links"]["extend"], {"extend-for": 600})
+    assert status == 200
+    status, _, _ = await api.call("DELETE", upload["links"]["file-upload-session"])
+    assert status in (200, 204)
+    log = [(e.action, e.subject, e.actor, e.address) for e in await entries(tg)]
+    assert log[-3:] == [("extend", "acme-core 1.0", "rm", "127.0.0.1"), ("extend", "acme-core 1.0", "rm", "127.0.0.1"),
+                        ("delete-staged", wheel.name, "rm", "127.0.0.1")]
+    detail = [e.detail for e in await entries(tg)][-3:]
+    assert "file" not in detail[0] and detail[1]["file"] == wheel.name and detail[2]["session"] == "acme-core 1.0"

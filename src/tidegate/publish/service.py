@@ -251,8 +251,14 @@ class Publisher:
             # A suggestion: honoured up to the configured maximum age, never moved earlier.
             until = min(session.expires_at + _extension(seconds),
                         session.created_at + self.settings.session_max_lifetime)
-            await self._index.write(lambda rows: extend_session(rows, token, until))
+            await self._index.write(lambda rows: self._extend(rows, user, session, token, until))
         return await self.session(user, token)
+
+    def _extend(self, rows: IndexRows, user: Who, session: Session, token: str, until: float,
+                filename: str | None = None) -> None:
+        extend_session(rows, token, until)
+        audit.record(rows, as_actor(user), self._clock(), "extend", f"{session.project} {session.version}",
+                     file=filename, until=round(until))
 
     # --- file upload sessions ---
 
@@ -430,6 +436,9 @@ class Publisher:
             assert upload is not None
             file_changed(rows, token)  # a file is deleted: refused (409) unless the session is editable
             rows.update_upload(upload_id, status=states.file_transition(upload.status, FileEvent.DELETE))
+            session = rows.session(token)
+            audit.record(rows, as_actor(user), self._clock(), "delete-staged", upload.filename,
+                         session=f"{session.project} {session.version}" if session else None, sha256=upload.sha256)
             return [upload.sha256] if upload.sha256 else []
 
         await self._remove_unreferenced(await self._index.write(delete))
@@ -441,7 +450,7 @@ class Publisher:
         until = min(upload.expires_at + _extension(seconds),
                     view.session.created_at + self.settings.session_max_lifetime)
         if upload.status != FileState.CANCELED and view.session.status in states.EDITABLE:
-            await self._index.write(lambda rows: extend_session(rows, token, until))
+            await self._index.write(lambda rows: self._extend(rows, user, view.session, token, until, upload.filename))
         return await self.upload(user, token, upload_id)
 
     # --- stage previews ---
