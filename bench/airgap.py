@@ -4,7 +4,9 @@ static index of /opt/pypi on 127.0.0.1; nothing public is contacted):
 
 - prefetch (small case): `tidegate prefetch -r bench/airgap-requirements.txt --no-sdists` (a
   closure of ~113 projects, this machine's Python and platform) into an empty data dir, against
-  `pip download -r ... --only-binary :all:` of the same closure from the same upstream;
+  `pip download -r ... --only-binary :all:` of the same closure from the same upstream; over
+  loopback, and again through bench/delayproxy.py (--delay-ms before every answer, default 20:
+  what a client far from its index sees, where pip fetches one file after another);
 - export / import, for two data dirs: that small closure (~91 MB), and a large one (--large-mb,
   default 1000 MB of /opt/pypi's real wheels, listed in a pylock.toml that `tidegate prefetch
   --lock` fetches once). `tidegate export` of the data dir against `tar -cf` of the same files,
@@ -17,7 +19,8 @@ static index of /opt/pypi on 127.0.0.1; nothing public is contacted):
   `--baseline-src DIR` (a checkout's src/, e.g. of main), that code's start-up and its export
   and import of the large data dir are timed too, interleaved with the rest.
 
-    python bench/airgap.py [--rounds 3] [--large-mb 1000] [--cases small,large] [--baseline-src ../main/src]
+    python bench/airgap.py [--rounds 3] [--large-mb 1000] [--cases small,large] [--delay-ms 20]
+                           [--baseline-src ../main/src]
 
 Writes bench/airgap-results.json. Ratios are throughput (or speed) of tidegate over the other
 tool: >= 1 means tidegate is faster. Bytecode is compiled first (into a cache under the run's
@@ -144,6 +147,8 @@ def main() -> int:
     parser.add_argument("--large-mb", type=int, default=1000)
     parser.add_argument("--cases", default="small,large", help="comma-separated: small, large")
     parser.add_argument("--baseline-src", type=Path, help="a checkout's src/ whose start-up to show beside this one")
+    parser.add_argument("--delay-ms", type=float, default=20.0,
+                        help="upstream latency of the second prefetch comparison (0: loopback only)")
     args = parser.parse_args()
     cases = set(args.cases.split(","))
     harness.check_sources()
@@ -164,7 +169,16 @@ def main() -> int:
     results: dict = {"rounds": args.rounds}
     try:
         harness.build_static_root(tmp / "root", 0, 1)
-        upstream = harness.start_nginx(procs, tmp, tmp / "root", harness.free_port()) + "/simple/"
+        static = harness.start_nginx(procs, tmp, tmp / "root", harness.free_port())
+        upstream = static + "/simple/"
+        delayed = None
+        if args.delay_ms > 0 and "small" in cases:
+            port = harness.free_port()
+            proxy = procs.start("delayproxy", [sys.executable, str(BENCH / "delayproxy.py"), "--port", str(port),
+                                               "--upstream", static, "--delay-ms", str(args.delay_ms),
+                                               "--log", str(tmp / "delayproxy.log")])
+            delayed = f"http://127.0.0.1:{port}/simple/"
+            harness.wait_http(delayed, proxy, 30, what="delayproxy")
         large = None
         if "large" in cases:
             lock = tmp / "pylock.toml"
@@ -175,7 +189,8 @@ def main() -> int:
             results["large"] = {"files": files, "bytes": size_of(large / "blobs" / "files"),
                                 "prefetch_seconds": seconds}
             print(f"large data dir: {files} wheels, {chosen / 1e6:.0f} MB, prefetched in {seconds:.1f}s", flush=True)
-        small_rows: dict[str, list[float]] = {k: [] for k in ("prefetch", "pip_download", *BUNDLE_STEPS)}
+        small_rows: dict[str, list[float]] = {k: [] for k in ("prefetch", "pip_download", "prefetch_delayed",
+                                                              "pip_download_delayed", *BUNDLE_STEPS)}
         large_rows: dict[str, list[float]] = {k: [] for k in (*BUNDLE_STEPS, "baseline_export", "baseline_import")}
         start_rows: dict[str, list[float]] = {k: [] for k in ("export_empty", "import_empty", "baseline_export_empty",
                                                               "baseline_import_empty")}
@@ -189,6 +204,16 @@ def main() -> int:
                      "--only-binary", ":all:", "--dest", str(dest), "-r", str(REQUIREMENTS)], env))
                 results["small"] = {"files": len(list(dest.iterdir())), "bytes": size_of(data / "blobs" / "files")}
                 shutil.rmtree(dest)
+                if delayed is not None:
+                    far = tmp / f"data-far-{i}"
+                    small_rows["prefetch_delayed"].append(timed(
+                        tidegate + ["prefetch", "--data-dir", str(far), "--upstream", delayed, "-r", str(REQUIREMENTS),
+                                    "--no-sdists"], env))
+                    small_rows["pip_download_delayed"].append(timed(
+                        [sys.executable, "-m", "pip", "download", "--no-cache-dir", "--index-url", delayed,
+                         "--only-binary", ":all:", "--dest", str(dest), "-r", str(REQUIREMENTS)], env))
+                    shutil.rmtree(dest)
+                    shutil.rmtree(far)
                 bundle_round(tidegate, data, tmp / f"small-{i}", env, small_rows)
                 if i:
                     shutil.rmtree(data)  # round 0's stays for the size
@@ -210,6 +235,9 @@ def main() -> int:
                                   "import_speedup_vs_baseline": med["baseline_import"] / med["import"]}
             if case == "small":
                 results[case]["prefetch_speed_vs_pip_download"] = med["pip_download"] / med["prefetch"]
+                if "prefetch_delayed" in med:
+                    results[case] |= {"delay_ms": args.delay_ms, "prefetch_speed_vs_pip_download_delayed":
+                                      med["pip_download_delayed"] / med["prefetch_delayed"]}
         results["startup_median_seconds"] = {k: statistics.median(v) for k, v in start_rows.items() if v}
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         print(json.dumps(results, indent=2))
