@@ -100,17 +100,25 @@ class WriteGate:
                 w.transport.abort()
 
 
-@pytest.fixture
-async def gated(seaweedfs, tidegate, fake_index, dists):
+async def gated_setup(seaweedfs, fake_index, dists, label: str):
+    """A gate in front of SeaweedFS, a fresh bucket prefix, an upstream with one 3 MB wheel,
+    and a client of the bucket that bypasses the gate: (gate, gated endpoint, blob_store, idx,
+    wheel, direct client)."""
     gate = WriteGate(seaweedfs.endpoint)
     endpoint = await gate.start()
-    bucket, prefix = seaweedfs.bucket("cold"), f"cold-{uuid.uuid4().hex[:8]}"
+    bucket, prefix = seaweedfs.bucket("cold"), f"{label}-{uuid.uuid4().hex[:8]}"
     idx = await fake_index("html")
     wheel = dists.wheel("cold-pkg", "1.0", padding=3_000_000)
     idx.index.add(wheel, serve_metadata=False)
-    tg = await tidegate(upstreams=[idx.url], blob_store=f"s3://{bucket}/{prefix}", s3_endpoint_url=endpoint)
     direct = S3Store(bucket, prefix=prefix, endpoint=seaweedfs.endpoint, region="us-east-1",
                      client_options={"allow_http": True})
+    return gate, endpoint, f"s3://{bucket}/{prefix}", idx, wheel, direct
+
+
+@pytest.fixture
+async def gated(seaweedfs, tidegate, fake_index, dists):
+    gate, endpoint, blob_store, idx, wheel, direct = await gated_setup(seaweedfs, fake_index, dists, "cold")
+    tg = await tidegate(upstreams=[idx.url], blob_store=blob_store, s3_endpoint_url=endpoint)
     yield gate, tg, idx, wheel, direct
     gate.set("open")
     await gate.close()
@@ -215,18 +223,11 @@ async def test_a_crash_before_the_upload_ends_loses_nothing_and_the_file_is_fetc
     """`tidegate serve` killed (SIGKILL) after its client got the file, while the upload is held:
     the bucket has nothing under the key, the next start sweeps the part file, and the next
     request downloads the file again and stores it."""
-    gate = WriteGate(seaweedfs.endpoint)
-    endpoint = await gate.start()
-    bucket, prefix = seaweedfs.bucket("cold"), f"crash-{uuid.uuid4().hex[:8]}"
-    idx = await fake_index("html")
-    wheel = dists.wheel("cold-pkg", "1.0", padding=3_000_000)
-    idx.index.add(wheel, serve_metadata=False)
+    gate, endpoint, blob_store, idx, wheel, direct = await gated_setup(seaweedfs, fake_index, dists, "crash")
     sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    direct = S3Store(bucket, prefix=prefix, endpoint=seaweedfs.endpoint, region="us-east-1",
-                     client_options={"allow_http": True})
     data, port = tmp_path / "data", free_port()
     origin = f"http://127.0.0.1:{port}"
-    env = {"TIDEGATE_BLOB_STORE": f"s3://{bucket}/{prefix}", "TIDEGATE_S3_ENDPOINT_URL": endpoint}
+    env = {"TIDEGATE_BLOB_STORE": blob_store, "TIDEGATE_S3_ENDPOINT_URL": endpoint}
     proc = await start_serve(data, port, "--upstream", idx.url, workers=1, **env)
     try:
         gate.set("hold")

@@ -123,14 +123,20 @@ async def test_a_tampered_manifest_fails_the_signature(source, tmp_path):
     assert "signature does not match" in await _refused(bundle, tmp_path / "t", "--verify-key", f"{key}.pub")
 
 
-async def test_a_wrong_key_or_no_signature_is_refused(source, tmp_path):
-    tg, _ = source
+async def _signed_and_unsigned(tg, tmp_path):
+    """Key pairs `right` and `wrong` in tmp_path, and two bundles: one signed by `right`, one not."""
     for name in ("right", "wrong"):
         code, _ = await tidegate_cmd("keygen", str(tmp_path / name))
         assert code == 0
     signed, unsigned = tmp_path / "signed.tgb", tmp_path / "unsigned.tgb"
     await _export(tg, signed, "--sign-key", str(tmp_path / "right"))
     await _export(tg, unsigned)
+    return signed, unsigned
+
+
+async def test_a_wrong_key_or_no_signature_is_refused(source, tmp_path):
+    tg, _ = source
+    signed, unsigned = await _signed_and_unsigned(tg, tmp_path)
     assert "signature does not match" in await _refused(signed, tmp_path / "t", "--verify-key", str(tmp_path / "wrong.pub"))
     assert "not signed" in await _refused(unsigned, tmp_path / "t", "--verify-key", str(tmp_path / "right.pub"))
 
@@ -139,12 +145,7 @@ async def test_the_signature_policy_is_explicit(source, tmp_path):
     """A key configured (flag, environment or file) asks for its signature; with none, a signed
     bundle is refused unless --no-verify-signature says to leave its signer unchecked."""
     tg, _ = source
-    for name in ("right", "wrong"):
-        code, _ = await tidegate_cmd("keygen", str(tmp_path / name))
-        assert code == 0
-    signed, unsigned = tmp_path / "signed.tgb", tmp_path / "unsigned.tgb"
-    await _export(tg, signed, "--sign-key", str(tmp_path / "right"))
-    await _export(tg, unsigned)
+    signed, unsigned = await _signed_and_unsigned(tg, tmp_path)
     out = await _refused(signed, tmp_path / "t")
     assert "is signed, but no key to check it is configured" in out and "--no-verify-signature" in out
     config = tmp_path / "tidegate.toml"

@@ -98,20 +98,25 @@ def _add_prune(commands) -> None:
                    metavar="REQUIREMENTS", help="select the files the closure of this requirements file does not need")
     p.add_argument("--lock", dest="locks", action="append", default=[], type=Path, metavar="PYLOCK",
                    help="select the files this pylock.toml does not list")
-    p.add_argument("--python", dest="pythons", action="append", default=[], metavar="X.Y",
-                   help="a target Python version of the closure (repeat; default: this interpreter's)")
-    p.add_argument("--platform", dest="platforms", action="append", default=[], metavar="TAG",
-                   help="a target platform tag of the closure (repeat; default: this machine)")
-    sd = p.add_mutually_exclusive_group()
-    sd.add_argument("--sdists", dest="sdists", action="store_const", const=True, default=None,
-                    help="the closure keeps every pinned release's sdist too")
-    sd.add_argument("--no-sdists", dest="sdists", action="store_const", const=False, help="wheels only")
+    _targets(p, sdists="the closure keeps every pinned release's sdist too", no_sdists="wheels only")
     p.add_argument("--local", action="store_true",
                    help="also delete the local uploads the rules select (audited, as a deletion by you; a deleted "
                         "file's name never comes back with other contents)")
     p.add_argument("--dry-run", action="store_true", help="print what would be removed, and remove nothing")
     p.set_defaults(requirements=[])
     _common(p)
+
+
+def _targets(p: argparse.ArgumentParser, *, sdists: str, no_sdists: str) -> None:
+    """The (Python version, platform) targets a closure is resolved for, and whether it holds
+    sdists: the same options for prefetch and prune (which keeps a closure)."""
+    p.add_argument("--python", dest="pythons", action="append", default=[], metavar="X.Y",
+                   help="a target Python version (repeat; default: this interpreter's)")
+    p.add_argument("--platform", dest="platforms", action="append", default=[], metavar="TAG",
+                   help="a target platform tag, e.g. manylinux_2_28_x86_64, win_amd64 (repeat; default: this machine)")
+    sd = p.add_mutually_exclusive_group()
+    sd.add_argument("--sdists", dest="sdists", action="store_const", const=True, default=None, help=sdists)
+    sd.add_argument("--no-sdists", dest="sdists", action="store_const", const=False, help=no_sdists)
 
 
 # Here, not in prefetch.py: building the parser must not import aiohttp (every command would pay it).
@@ -127,15 +132,8 @@ def _add_prefetch(commands, common) -> None:
                    metavar="REQUIREMENTS", help="a requirements file (hashes, extras, markers allowed)")
     p.add_argument("--lock", dest="locks", action="append", default=[], type=Path, metavar="PYLOCK",
                    help="a pylock.toml (PEP 751): every file it lists is fetched and checked against its hashes")
-    p.add_argument("--python", dest="pythons", action="append", default=[], metavar="X.Y",
-                   help="a target Python version (repeat; default: this interpreter's)")
-    p.add_argument("--platform", dest="platforms", action="append", default=[], metavar="TAG",
-                   help="a target platform tag, e.g. manylinux_2_28_x86_64, win_amd64 (repeat; default: this machine)")
-    sd = p.add_mutually_exclusive_group()
-    sd.add_argument("--sdists", dest="sdists", action="store_const", const=True, default=None,
-                    help="fetch every pinned release's sdist too")
-    sd.add_argument("--no-sdists", dest="sdists", action="store_const", const=False,
-                    help="wheels only (resolution then uses wheels only); default: an sdist only where no wheel fits")
+    _targets(p, sdists="fetch every pinned release's sdist too",
+             no_sdists="wheels only (resolution then uses wheels only); default: an sdist only where no wheel fits")
     common(p)
 
 
