@@ -173,12 +173,7 @@ def main() -> int:
         upstream = static + "/simple/"
         delayed = None
         if args.delay_ms > 0 and "small" in cases:
-            port = harness.free_port()
-            proxy = procs.start("delayproxy", [sys.executable, str(BENCH / "delayproxy.py"), "--port", str(port),
-                                               "--upstream", static, "--delay-ms", str(args.delay_ms),
-                                               "--log", str(tmp / "delayproxy.log")])
-            delayed = f"http://127.0.0.1:{port}/simple/"
-            harness.wait_http(delayed, proxy, 30, what="delayproxy")
+            delayed = harness.start_delayproxy(procs, static, args.delay_ms, tmp / "delayproxy.log")
         large = None
         if "large" in cases:
             lock = tmp / "pylock.toml"

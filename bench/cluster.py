@@ -25,7 +25,6 @@ import hashlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -174,12 +173,7 @@ def main() -> int:
     try:
         cold = build_upstream(tmp / "root", list(setups), args.rounds, args.files, args.file_mb)
         static = harness.start_nginx(procs, tmp, tmp / "root", harness.free_port())
-        delay_port = harness.free_port()
-        proxy = procs.start("delayproxy", [sys.executable, str(BENCH / "delayproxy.py"), "--port", str(delay_port),
-                                           "--upstream", static, "--delay-ms", str(args.delay_ms),
-                                           "--log", str(tmp / "upstream.jsonl")])
-        upstream = f"http://127.0.0.1:{delay_port}/simple/"
-        harness.wait_http(upstream, proxy, 30, what="delayproxy")
+        upstream = harness.start_delayproxy(procs, static, args.delay_ms, tmp / "upstream.jsonl")
         pg = PostgresServer(bindir)
         pg.start()
         seaweed = SeaweedFS(tmp / "seaweedfs")

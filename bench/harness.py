@@ -255,3 +255,15 @@ def start_nginx(procs: Procs, tmp: Path, root: Path, port: int) -> str:
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/simple/", p)
     return base
+
+
+def start_delayproxy(procs: Procs, upstream: str, delay_ms: float, log: Path) -> str:
+    """bench/delayproxy.py in front of `upstream` (an origin), --delay-ms before every answer,
+    each request a JSON line in `log`: its index URL (.../simple/)."""
+    port = free_port()
+    p = procs.start("delayproxy", [sys.executable, str(Path(__file__).resolve().parent / "delayproxy.py"),
+                                   "--port", str(port), "--upstream", upstream, "--delay-ms", str(delay_ms),
+                                   "--log", str(log)])
+    index = f"http://127.0.0.1:{port}/simple/"
+    wait_http(index, p, 30, what="delayproxy")
+    return index
