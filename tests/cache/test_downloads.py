@@ -154,3 +154,39 @@ async def test_a_follower_takes_over_the_download_of_a_holder_that_died(upstream
     finally:
         await blobs.close()
         await locks.close()
+
+
+
+class FailingDisk(FileBlobStore):
+    """A store whose disk fails (EIO) when a verified download is committed."""
+
+    async def commit(self, temp: Path, key: str) -> None:
+        raise OSError(5, "Input/output error")
+
+
+async def test_a_file_that_cannot_be_stored_is_a_store_failure_not_the_upstreams(upstream, client, tmp_path):
+    """The upstream sent the right bytes and keeping them failed: the refusal says so, 503 (it
+    passes), not a 502 that blames the upstream; a transfer that breaks off still does."""
+    from tidegate.readpath.errors import Unavailable
+    from tidegate.readpath.upstream import failed_download
+
+    file = entry(upstream)
+    blobs, locks = FailingDisk(tmp_path / "blobs"), FileLocks(tmp_path / "locks")
+    try:
+        downloads = Downloads(blobs, locks)
+        download = await downloads.start(blob_key(file), file, client)
+        with pytest.raises(DownloadFailed) as failed:
+            await download.result
+        assert failed.value.storing and not failed.value.full
+        refusal = failed_download(file, failed.value)
+        assert isinstance(refusal, Unavailable) and refusal.status == 503
+        assert "could not store it" in refusal.message and "Input/output error" in refusal.message
+        assert "from upstream" not in refusal.message
+        upstream.index.faults[f"/files/{WHEEL}"] = Fault(reset_after=1000)
+        download = await Downloads(blobs, locks).start(blob_key(file), file, client)  # a new one, not the failed
+        with pytest.raises(DownloadFailed) as failed:
+            await download.result
+        assert not failed.value.storing and failed_download(file, failed.value).status == 502
+    finally:
+        await blobs.close()
+        await locks.close()

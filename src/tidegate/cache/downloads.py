@@ -23,7 +23,8 @@ run(), under the key's lock (single-flight holds until the blob is in S3). Why t
   start), the lock is released (or dropped with the dead process and its PostgreSQL session),
   and the next request downloads the file again. The client that got its bytes lost nothing; the
   cache only missed a file. A request that joins in the instant after such a failure, once the
-  temp file is gone, is refused (502 with the reason), as any failed download is.
+  temp file is gone, is refused with the reason: a 503 that names the store, not a 502 that
+  blames the upstream (DownloadFailed.storing).
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ COMMIT_GRACE = 3.0  # seconds a closing worker waits for uploads of files it has
 
 
 class DownloadFailed(Exception):
-    def __init__(self, message: str, *, full: bool = False) -> None:
+    def __init__(self, message: str, *, full: bool = False, storing: bool = False) -> None:
         super().__init__(message)
         self.full = full  # failed because the disk is full (a 507, not the upstream's fault)
+        self.storing = storing  # the upstream's bytes were verified; keeping them failed (a 503)
 
 
 class Download:
@@ -67,6 +69,7 @@ class Download:
         self.size: int | None = file.size
         self.written = 0
         self.verified = False  # the whole file is in the temp file and matches its hashes
+        self.storing = False  # the file was verified and is being committed to the store
         self.started = asyncio.Event()  # the temp file exists and size is known (or never will be)
         self.result: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._progress = asyncio.Event()
@@ -100,7 +103,8 @@ class Download:
                             self.file.filename, message)
             else:
                 log.warning("download of %s failed: %s", self.file.filename, message)
-            self.result.set_exception(DownloadFailed(message, full=disk_full(exc) or getattr(exc, "full", False)))
+            self.result.set_exception(DownloadFailed(message, full=disk_full(exc) or getattr(exc, "full", False),
+                                                     storing=self.storing))
             self.result.exception()  # mark retrieved: a download nobody waits for is not an error
         else:
             self.result.set_result(None)
@@ -187,6 +191,7 @@ class Download:
             if name in digests and digests[name] != expected:
                 raise DownloadFailed(f"{self.file.filename}: {name} mismatch, the upstream sent other bytes than its index lists")
         self.size = self.written
+        self.storing = True  # from here on a failure is the store's, not the upstream's
         if self.blobs.serve_before_commit:
             self.verified = True  # readers may take the last byte now (see the module's doc)
             self._notify()

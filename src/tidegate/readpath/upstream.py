@@ -486,6 +486,9 @@ def _served(parts: tuple[UpstreamPart, ...], cooldowns: dict[str, float], now: f
 def failed_download(file: File, exc: DownloadFailed) -> ReadError:
     if exc.full:
         return StorageFull(f"{file.filename} is not cached and tidegate's storage is full; try again once space is freed.")
+    if exc.storing:  # the upstream did its part; the store (a disk, a bucket) failed, which passes
+        return Unavailable(f"{file.filename} was downloaded, but tidegate could not store it ({exc}); "
+                           "try again in a moment.")
     return UpstreamFailed(f"Downloading {file.filename} from upstream failed: {exc}")
 
 
