@@ -112,7 +112,7 @@ class RequestLog:
             millis = digits3[millis - second * 1000]
             query = target.find("?")
             path = target if query < 0 else target[:query]  # as sent (percent-encoded): no control characters
-            if route[3] or not path.startswith("/"):  # a route of tokens, no route, or an absolute-form target
+            if route.secret or not path.startswith("/"):  # a route of tokens, no route, or an absolute-form target
                 path = loggable(path)
             if as_json:
                 add(_json.encode({
