@@ -164,6 +164,34 @@ wheels = [{{ url = "{upstream.file_url(win.filename)}", hashes = {{ sha256 = "{w
     assert code == 1 and f"failed: {win.filename}: sha256 does not match" in out, out
 
 
+async def test_a_lock_files_other_hash_algorithm_is_checked_on_the_stored_bytes(upstream, tmp_path):
+    """The page gives sha256 (what the download is verified against); a lock file may pin
+    sha512 only: that one is computed from the stored file, and a wrong one fails the file."""
+    import hashlib
+
+    lib = upstream.index.file("demo_lib-1.0-py3-none-any.whl")
+    sha512 = hashlib.sha512(lib.path.read_bytes()).hexdigest()
+
+    def lock(digest: str) -> Path:
+        path = tmp_path / f"pylock-{digest[:8]}.toml"
+        path.write_text(f'''lock-version = "1.0"
+created-by = "hand"
+
+[[packages]]
+name = "demo-lib"
+version = "1.0"
+wheels = [{{ name = "{lib.filename}", url = "{upstream.file_url(lib.filename)}", hashes = {{ sha512 = "{digest}" }} }}]
+''')
+        return path
+
+    code, out = await tidegate_cmd("prefetch", "--data-dir", str(tmp_path / "good"), "--upstream", upstream.url,
+                                   "--lock", str(lock(sha512)))
+    assert code == 0 and "1 files fetched" in out, out
+    code, out = await tidegate_cmd("prefetch", "--data-dir", str(tmp_path / "bad"), "--upstream", upstream.url,
+                                   "--lock", str(lock("0" * 128)))
+    assert code == 1 and f"failed: {lib.filename}: sha512 does not match" in out, out
+
+
 async def test_prefetch_takes_requirements_files_with_hashes_and_markers(upstream, tmp_path):
     old = upstream.index.file("demo_old-1.0-py3-none-any.whl")
     reqs = tmp_path / "requirements.txt"

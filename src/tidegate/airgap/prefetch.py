@@ -197,29 +197,47 @@ def from_lock(path: Path) -> list[Wanted]:
     return out
 
 
-async def _fetch(session: aiohttp.ClientSession, origin: str, storage, item: Wanted, outcome: Outcome) -> None:
+async def _fetch(session: aiohttp.ClientSession, origin: str, app: web.Application, item: Wanted,
+                 outcome: Outcome) -> None:
+    from ..cache.downloads import DownloadFailed
+    from ..readpath.answers import BlobAnswer, FileQuery, StreamAnswer
+    from ..readpath.errors import ReadError
     from ..simple.names import normalize
+    from ..web.keys import PROXY, STORAGE
 
     base = f"{origin}/files/{normalize(item.project)}/{item.filename}"
+    storage = app[STORAGE]
     sha256 = item.hashes.get("sha256")
     if sha256 and await storage.cache_blobs.exists(sha256):
         outcome.present += 1
     else:
-        digests = {n: hashlib.new(n) for n in item.hashes if n in hashlib.algorithms_available}
+        # The file through the server's own read path, in this process, not over HTTP: the
+        # download is verified against the page's hashes before it is committed, so what is
+        # left to check here is that it is the file the page or lock file names.
         try:
-            async with session.get(base) as r:
-                if r.status != 200:
-                    outcome.failed.append((item.filename, f"tidegate answered {r.status}: {(await r.text()).strip()}"))
-                    return
-                async for chunk in r.content.iter_chunked(1024 * 1024):
-                    for d in digests.values():
-                        d.update(chunk)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            outcome.failed.append((item.filename, f"transfer failed: {exc}"))
+            answer = await app[PROXY].answer(FileQuery(normalize(item.project), item.filename))
+            if isinstance(answer, StreamAnswer):
+                await asyncio.shield(answer.download.result)  # shared with the server's clients
+                key, blob = answer.download.key, None
+            elif isinstance(answer, BlobAnswer):  # cached (or local) under a key we did not know
+                key, blob = answer.etag.strip('"'), answer.file
+            else:
+                raise ReadError(f"tidegate answered {type(answer).__name__} for the file")
+        except ReadError as exc:
+            outcome.failed.append((item.filename, exc.message))
             return
-        bad = [n for n, d in digests.items() if d.hexdigest() != item.hashes[n].lower()]
+        except DownloadFailed as exc:
+            outcome.failed.append((item.filename, f"download failed: {exc}"))
+            return
+        try:
+            if blob is None:
+                blob = await storage.cache_blobs.open(key)
+            bad = await _mismatch(blob, key, item.hashes)
+        finally:
+            if blob is not None:
+                blob.close()
         if bad:
-            outcome.failed.append((item.filename, f"{bad[0]} does not match"))
+            outcome.failed.append((item.filename, f"{bad} does not match"))
             return
         outcome.fetched += 1
     for suffix, wanted in ((".metadata", item.metadata), (".provenance", item.provenance)):
@@ -228,6 +246,29 @@ async def _fetch(session: aiohttp.ClientSession, origin: str, storage, item: Wan
                 await r.read()
                 if r.status != 200:
                     outcome.failed.append((item.filename + suffix, f"tidegate answered {r.status}"))
+
+
+async def _mismatch(blob, key: str, hashes: dict[str, str]) -> str | None:
+    """The first of `hashes` the committed blob `key` (open as `blob`, or None if it is gone)
+    does not have, or None. A blob is keyed by its verified sha256 when its page gave one, so that
+    needs no second pass over its bytes; any other algorithm (or a blob keyed by URL) is hashed."""
+    wanted = {n.lower(): v.lower() for n, v in hashes.items() if n.lower() in hashlib.algorithms_available}
+    if "sha256" in wanted and not key.startswith("url-"):
+        if wanted.pop("sha256") != key:
+            return "sha256"
+    if not wanted:
+        return None
+    if blob is None:
+        return next(iter(wanted))
+    digests = {n: hashlib.new(n) for n in wanted}
+    await asyncio.to_thread(_hash_into, blob, list(digests.values()))
+    return next((n for n, d in digests.items() if d.hexdigest() != wanted[n]), None)
+
+
+def _hash_into(blob, digests: list) -> None:
+    while chunk := blob.read(1024 * 1024):
+        for d in digests:
+            d.update(chunk)
 
 
 @contextlib.asynccontextmanager
@@ -281,19 +322,16 @@ async def closure(session: aiohttp.ClientSession, origin: str, args: argparse.Na
 
 
 async def prefetch(settings: Settings, args: argparse.Namespace) -> Outcome:
-    from ..web.keys import STORAGE
-
     outcome = Outcome()
     async with serving(settings) as (origin, app):
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300)) as session:
             wanted = await closure(session, origin, args, outcome)
-            storage = app[STORAGE]
             progress = Progress("prefetch", len(wanted))
             queue = list(wanted.values())
 
             async def worker() -> None:
                 while queue:
-                    await _fetch(session, origin, storage, queue.pop(), outcome)
+                    await _fetch(session, origin, app, queue.pop(), outcome)
                     progress.advance()
 
             await asyncio.gather(*(worker() for _ in range(PARALLEL)))
