@@ -6,8 +6,9 @@ a well-kept, fast resolver that evaluates markers and extras for a target other 
 machine it runs on, which pip's resolver cannot. Its index is a tidegate server started in this
 process on 127.0.0.1 over the same data dir, so every page and PEP 658 metadata file the
 resolver reads is cached exactly as a client's request would cache it. Then every file the
-targets need is fetched through the same server (tidegate verifies it against the upstream's
-hashes; prefetch checks the bytes again against the page or lock file). Files already cached
+targets need is fetched through the same server's read path, in-process (tidegate verifies
+the download against the page's hashes before committing it; prefetch then checks that the
+committed file is the one the page or lock file names). Files already cached
 are not fetched again, so a prefetch killed midway resumes where it stopped. It may run while a
 server uses the same data dir: storage is shared through locks, as between workers.
 """
