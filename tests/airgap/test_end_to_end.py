@@ -136,23 +136,24 @@ async def test_prefetch_resumes_after_being_killed(upstream, tmp_path):
     assert fetched_again == [slow]
 
 
+def pylock(upstream, *packages) -> str:
+    """A pylock.toml (PEP 751) of (project, filename, hashes, named) packages at version 1.0, one
+    wheel each: `named` gives the wheel's name, otherwise only its URL says it."""
+    out = 'lock-version = "1.0"\ncreated-by = "hand"\n'
+    for project, filename, hashes, named in packages:
+        digests = ", ".join(f'{n} = "{v}"' for n, v in hashes.items())
+        name = f'name = "{filename}", ' if named else ""
+        out += (f'\n[[packages]]\nname = "{project}"\nversion = "1.0"\n'
+                f'wheels = [{{ {name}url = "{upstream.file_url(filename)}", hashes = {{ {digests} }} }}]\n')
+    return out
+
+
 async def test_prefetch_reads_pylock_files_and_checks_their_hashes(upstream, tmp_path):
     lib = upstream.index.file("demo_lib-1.0-py3-none-any.whl")
     win = upstream.index.file(SPEEDUP[2])
     lock = tmp_path / "pylock.toml"
-    lock.write_text(f'''lock-version = "1.0"
-created-by = "hand"
-
-[[packages]]
-name = "demo-lib"
-version = "1.0"
-wheels = [{{ name = "{lib.filename}", url = "{upstream.file_url(lib.filename)}", hashes = {{ sha256 = "{lib.real_sha256()}" }} }}]
-
-[[packages]]
-name = "demo-speedup"
-version = "1.0"
-wheels = [{{ url = "{upstream.file_url(win.filename)}", hashes = {{ sha256 = "{win.real_sha256()}" }} }}]
-''')
+    lock.write_text(pylock(upstream, ("demo-lib", lib.filename, {"sha256": lib.real_sha256()}, True),
+                           ("demo-speedup", win.filename, {"sha256": win.real_sha256()}, False)))
     source = tmp_path / "source"
     code, out = await tidegate_cmd("prefetch", "--data-dir", str(source), "--upstream", upstream.url, "--lock", str(lock))
     assert code == 0 and "2 files fetched" in out, out
@@ -174,14 +175,7 @@ async def test_a_lock_files_other_hash_algorithm_is_checked_on_the_stored_bytes(
 
     def lock(digest: str) -> Path:
         path = tmp_path / f"pylock-{digest[:8]}.toml"
-        path.write_text(f'''lock-version = "1.0"
-created-by = "hand"
-
-[[packages]]
-name = "demo-lib"
-version = "1.0"
-wheels = [{{ name = "{lib.filename}", url = "{upstream.file_url(lib.filename)}", hashes = {{ sha512 = "{digest}" }} }}]
-''')
+        path.write_text(pylock(upstream, ("demo-lib", lib.filename, {"sha512": digest}, True)))
         return path
 
     code, out = await tidegate_cmd("prefetch", "--data-dir", str(tmp_path / "good"), "--upstream", upstream.url,
