@@ -230,10 +230,16 @@ async def _fetch(session: aiohttp.ClientSession, origin: str, app: web.Applicati
         except DownloadFailed as exc:
             outcome.failed.append((item.filename, f"download failed: {exc}"))
             return
+        except Exception as exc:  # a store or engine failing: listed like any failed file, as over HTTP
+            outcome.failed.append((item.filename, f"{type(exc).__name__}: {exc}"))
+            return
         try:
             if blob is None:
                 blob = await storage.cache_blobs.open(key)
             bad = await _mismatch(blob, key, item.hashes)
+        except OSError as exc:
+            outcome.failed.append((item.filename, f"cannot read it back: {exc}"))
+            return
         finally:
             if blob is not None:
                 blob.close()
