@@ -220,8 +220,8 @@ async def _fetch(session: aiohttp.ClientSession, origin: str, app: web.Applicati
             if isinstance(answer, StreamAnswer):
                 await asyncio.shield(answer.download.result)  # shared with the server's clients
                 key, blob = answer.download.key, None
-            elif isinstance(answer, BlobAnswer):  # cached (or local) under a key we did not know
-                key, blob = answer.etag.strip('"'), answer.file
+            elif isinstance(answer, BlobAnswer):  # cached or local under a key we did not know: hash it all
+                key, blob = None, answer.file
             else:
                 raise ReadError(f"tidegate answered {type(answer).__name__} for the file")
         except ReadError as exc:
@@ -255,27 +255,22 @@ async def _fetch(session: aiohttp.ClientSession, origin: str, app: web.Applicati
                     outcome.failed.append((item.filename + suffix, f"tidegate answered {r.status}"))
 
 
-async def _mismatch(blob, key: str, hashes: dict[str, str]) -> str | None:
-    """The first of `hashes` the committed blob `key` (open as `blob`, or None if it is gone)
-    does not have, or None. A blob is keyed by its verified sha256 when its page gave one, so that
-    needs no second pass over its bytes; any other algorithm (or a blob keyed by URL) is hashed."""
+async def _mismatch(blob, key: str | None, hashes: dict[str, str]) -> str | None:
+    """The first of `hashes` the committed blob (open as `blob`, or None if it is gone) does not
+    have, or None. A blob the download keyed by its verified sha256 needs no second pass over its
+    bytes for that one; any other algorithm, or a blob of unknown key, is hashed."""
     wanted = {n.lower(): v.lower() for n, v in hashes.items() if n.lower() in hashlib.algorithms_available}
-    if "sha256" in wanted and not key.startswith("url-"):
+    if key is not None and not key.startswith("url-") and "sha256" in wanted:
         if wanted.pop("sha256") != key:
             return "sha256"
-    if not wanted:
-        return None
-    if blob is None:
-        return next(iter(wanted))
-    digests = {n: hashlib.new(n) for n in wanted}
-    await asyncio.to_thread(_hash_into, blob, list(digests.values()))
-    return next((n for n, d in digests.items() if d.hexdigest() != wanted[n]), None)
-
-
-def _hash_into(blob, digests: list) -> None:
-    while chunk := blob.read(1024 * 1024):
-        for d in digests:
-            d.update(chunk)
+    for name, expected in wanted.items():
+        if blob is None:
+            return name
+        blob.seek(0)
+        digest = await asyncio.to_thread(hashlib.file_digest, blob, name)
+        if digest.hexdigest() != expected:
+            return name
+    return None
 
 
 @contextlib.asynccontextmanager

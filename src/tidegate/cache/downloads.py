@@ -68,7 +68,7 @@ class Download:
         self.temp = blobs.temp_path(key, shared=True)
         self.size: int | None = file.size
         self.written = 0
-        self.verified = False  # the whole file is in the temp file and matches its hashes
+        self.verified = False  # verified in the temp file, its readers free to take the last byte (serve_before_commit)
         self.storing = False  # the file was verified and is being committed to the store
         self.started = asyncio.Event()  # the temp file exists and size is known (or never will be)
         self.result: asyncio.Future[None] = asyncio.get_running_loop().create_future()

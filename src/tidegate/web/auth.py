@@ -78,8 +78,8 @@ async def authenticate_publisher(request: web.Request, settings: Settings, token
 
 
 async def may_read(request: web.Request, settings: Settings, tokens: Tokens) -> bool:
-    """With read_auth on: a configured user, or a valid API token (looked up only when one is
-    presented, so other reads cost no index query)."""
+    """For read_auth (and metrics_auth): a configured user, or a valid API token (looked up only
+    when one is presented, so other reads cost no index query)."""
     if await authenticate(request, settings) is not None:
         return True
     given = credentials(request)
