@@ -16,7 +16,7 @@ LEGACY = Route("/legacy/", "other", "legacy", False)
 
 
 def entry(**fields) -> tuple:
-    values = dict(start=10.0, end=10.0123456, remote="10.1.2.3", method="GET", target="/simple/demo/?x=1",
+    values = dict(start=10.0, end=10.0123456, peer=("10.1.2.3", 50312), method="GET", target="/simple/demo/?x=1",
                   route=PAGE, filename=None, status=200, sent=9562, cache="hit", upstreams=None)
     values.update(fields)
     return tuple(Entry(**values))  # a plain tuple, as the middleware appends
@@ -27,7 +27,7 @@ def test_a_batch_becomes_lines_in_order_with_exact_figures(capsys):
     journal.record(entry())
     journal.record(entry(end=10.0 + 1234.56789, target="/stage/sEcReT/simple/", route=STAGE, status=404, sent=0,
                          cache=None, upstreams="pypi,mirror"))
-    journal.record(entry(end=10.000001, remote=None, method="HEAD"))
+    journal.record(entry(end=10.000001, peer=None, method="HEAD"))
     assert capsys.readouterr().err == ""  # nothing is written while requests are answered
     journal.flush()
     lines = capsys.readouterr().err.splitlines()

@@ -37,7 +37,7 @@ class Entry(NamedTuple):
 
     start: float  # perf_counter() when the request arrived
     end: float  # perf_counter() when its answer was ready
-    remote: str | None
+    peer: object  # the client's address as its transport gave it: (host, port, ...), a str (a UNIX socket) or None
     method: str
     target: str  # the request target as sent: origin-form (path and query) or, rarely, absolute-form
     route: Route

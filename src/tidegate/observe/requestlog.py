@@ -102,7 +102,8 @@ class RequestLog:
         add = lines.append
         stamped, stamp = self._second, self._stamp  # the time stamp of that second, to the second
         as_json, digits2, digits3 = self.json, _DIGITS2, _DIGITS3  # locals: read once a line
-        for start, end, remote, method, target, route, _, status, sent, cache, upstream in entries:
+        for start, end, peer, method, target, route, _, status, sent, cache, upstream in entries:
+            remote = peer[0] if type(peer) is tuple else peer or None  # as aiohttp's Request.remote has it
             millis = int((end + offset) * 1000.0)
             second = millis // 1000
             if second != stamped:
@@ -112,7 +113,7 @@ class RequestLog:
             millis = digits3[millis - second * 1000]
             query = target.find("?")
             path = target if query < 0 else target[:query]  # as sent (percent-encoded): no control characters
-            if route.secret or not path.startswith("/"):  # a route of tokens, no route, or an absolute-form target
+            if route.secret or path[:1] != "/":  # a route of tokens, no route, or an absolute-form target
                 path = loggable(path)
             if as_json:
                 add(_json.encode({
